@@ -1,0 +1,120 @@
+"""`xeroml`: seed demo data and run exports from the command line (the UI is `dagster dev`)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import date, datetime, time, timedelta, timezone
+
+from dagster import AssetKey, DagsterInstance, TimeWindow, materialize
+
+from xeroml_pipelines.config import DEMO_START, ConfigError, XeroMLConfig, load_config
+from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.export.partitions import partitions_for
+from xeroml_pipelines.defs.export.resources import clickhouse_resource
+from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
+
+
+def _instance() -> DagsterInstance:
+    # With DAGSTER_HOME set, runs land in that instance and show up in `dagster dev`.
+    try:
+        return DagsterInstance.get()
+    except Exception:
+        return DagsterInstance.ephemeral()
+
+
+def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, last: date) -> int:
+    defs = build_definitions(config)
+    instance = _instance()
+    failures = 0
+    for export in config.exports:
+        if export_names and export.name not in export_names:
+            continue
+        assets = [defs.get_assets_def(AssetKey([export.name, t])) for t in export.tables]
+        for key in _partition_keys(export, first, last):
+            result = materialize(assets, partition_key=key, resources=defs.resources, instance=instance, raise_on_error=False)
+            failures += not result.success
+            rows = {
+                e.materialization.asset_key.path[-1]: e.materialization.metadata["rows"].value
+                for e in result.get_asset_materialization_events()
+            }
+            status = "ok" if result.success else "FAILED"
+            print(f"{export.name} {key}: {status} " + " ".join(f"{t}={n}" for t, n in rows.items()), flush=True)
+        print(f"{export.name}: files under {export.destination.location}")
+    return failures
+
+
+def _partition_keys(export, first: date, last: date) -> list[str]:
+    """The export's partitions whose window starts on a day from `first` to `last`."""
+    start = datetime.combine(first, time(), timezone.utc)
+    end = datetime.combine(last + timedelta(days=1), time(), timezone.utc)
+    return partitions_for(export).get_partition_keys_in_time_window(TimeWindow(start, end))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    config = load_config()
+    spec = DemoSpec(start=DEMO_START, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
+    if seed_if_empty(clickhouse_resource(config.clickhouse), spec):
+        print(f"seeded demo data: {args.days} days from {DEMO_START}, {args.traces_per_day} traces/day/project")
+    # Updates and late arrivals land up to three days after the last demo day.
+    last = DEMO_START + timedelta(days=args.days + 2)
+    return 1 if _export(config, None, DEMO_START, last) else 0
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    config = load_config()
+    spec = DemoSpec(start=args.start, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
+    seeded = seed_if_empty(clickhouse_resource(config.clickhouse), spec)
+    print("seeded demo data" if seeded else "the database already holds traces: nothing seeded")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    config = load_config()
+    return 1 if _export(config, args.export, args.start, args.end or args.start) else 0
+
+
+def cmd_ddl(args: argparse.Namespace) -> int:
+    from xeroml_pipelines.tables import create_schema_sql
+
+    print(";\n\n".join(create_schema_sql(args.database)) + ";")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xeroml", description=__doc__)
+    sub = parser.add_subparsers(required=True)
+
+    p = sub.add_parser("demo", help="seed the embedded demo database if empty, then export the demo days")
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--traces-per-day", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(fn=cmd_demo)
+
+    p = sub.add_parser("seed", help="create the schema and fill it with demo data if it holds no traces")
+    p.add_argument("--start", type=date.fromisoformat, default=DEMO_START)
+    p.add_argument("--days", type=int, default=7)
+    p.add_argument("--traces-per-day", type=int, default=1000)
+    p.add_argument("--seed", type=int, default=42)
+    p.set_defaults(fn=cmd_seed)
+
+    p = sub.add_parser("export", help="materialize the partitions of a date range (inclusive)")
+    p.add_argument("start", type=date.fromisoformat)
+    p.add_argument("end", type=date.fromisoformat, nargs="?")
+    p.add_argument("--export", action="append", help="only this export (repeatable)")
+    p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")
+    p.add_argument("--database", default="default")
+    p.set_defaults(fn=cmd_ddl)
+
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

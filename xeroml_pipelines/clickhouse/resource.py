@@ -1,0 +1,111 @@
+"""ClickHouse as a Dagster resource: a ClickHouse server over HTTP(S) or the embedded chDB engine.
+
+Both go through clickhouse-connect's `Client` (chDB registers the `chdb://` backend there), so
+DDL, inserts and small queries share one code path. Streaming Arrow is the one exception:
+clickhouse-connect's chDB backend materializes a whole result before its first batch, so for
+`chdb://` the stream comes from chDB's own `send_query(..., "Arrow").record_batch(n)`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlparse
+
+import clickhouse_connect
+import pyarrow as pa
+from clickhouse_connect.driver.client import Client
+from dagster import ConfigurableResource
+from pydantic import Field, PrivateAttr, field_validator
+
+from xeroml_pipelines.identifiers import validate_identifier
+from xeroml_pipelines.tables import create_schema_sql
+
+
+class ClickHouseResource(ConfigurableResource):
+    """Where XeroML's tables live. `url` is `https://host:8443`, `http://host:8123` or `chdb:///path`."""
+
+    url: str = Field(description="https://host:port, http://host:port (explicit opt-in to plain HTTP), or chdb:///abs/path")
+    user: str = "default"
+    password: str | None = Field(default=None, description="Secret: give it as EnvVar('...')")
+    database: str = "default"
+    batch_rows: int = Field(default=16_384, ge=1, description="Rows per Arrow batch handed to the serializer")
+
+    _client: Client | None = PrivateAttr(default=None)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, url: str) -> str:
+        parsed = urlparse(url)
+        if parsed.scheme not in ("http", "https", "chdb"):
+            raise ValueError(f"ClickHouse url must start with https://, http:// or chdb:///, got {url!r}")
+        if parsed.scheme == "chdb" and not parsed.path.startswith("/"):
+            raise ValueError(f"chdb url needs an absolute path (chdb:///abs/path), got {url!r}")
+        if parsed.scheme in ("http", "https") and not parsed.hostname:
+            raise ValueError(f"ClickHouse url has no host: {url!r}")
+        return url
+
+    @field_validator("database")
+    @classmethod
+    def _check_database(cls, database: str) -> str:
+        return validate_identifier(database, "clickhouse.database")
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.url.startswith("chdb:")
+
+    @property
+    def chdb_path(self) -> str:
+        return os.path.realpath(urlparse(self.url).path)
+
+    def get_client(self) -> Client:
+        if self._client is None:
+            if self.is_embedded:
+                os.makedirs(self.chdb_path, exist_ok=True)
+                self._client = clickhouse_connect.get_client(dsn=f"chdb://{self.chdb_path}")
+            else:
+                parsed = urlparse(self.url)
+                self._client = clickhouse_connect.get_client(
+                    host=parsed.hostname,
+                    port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                    interface=parsed.scheme,
+                    username=self.user,
+                    password=self.password or "",
+                    database=self.database,
+                )
+        return self._client
+
+    def create_schema(self) -> None:
+        client = self.get_client()
+        for statement in create_schema_sql(self.database):
+            client.command(statement)
+
+    def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        return self.get_client().query(sql, parameters=parameters).first_row[0]
+
+    @contextmanager
+    def stream_arrow(self, sql: str, parameters: dict[str, Any]) -> Iterator[Iterator[pa.RecordBatch]]:
+        """Yield an iterator of Arrow batches; the query is cancelled/closed when the block exits."""
+        if self.is_embedded:
+            import chdb
+
+            self.get_client()  # the engine path is opened (and created) once, through one place
+            conn = chdb.connect(self.chdb_path)
+            result = None
+            try:
+                result = conn.send_query(sql, "Arrow", params=parameters)
+                yield iter(result.record_batch(rows_per_batch=self.batch_rows))
+            finally:
+                if result is not None:
+                    result.close()
+                conn.close()
+        else:
+            with self.get_client().query_arrow_stream(sql, parameters=parameters) as stream:
+                yield (batch for table in stream for batch in table.to_batches(max_chunksize=self.batch_rows))
+
+    def teardown_after_execution(self, context) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None

@@ -1,0 +1,60 @@
+"""One partitioned asset per exported table: `[<export name>, <table>]`.
+
+An asset decides which rows belong to its partition and hands the IO manager a lazy stream;
+the IO manager of the export's destination consumes it.
+"""
+
+
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, asset
+
+from xeroml_pipelines.clickhouse.queries import query_for
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.defs.export.partitions import partitions_for
+from xeroml_pipelines.export.stream import ExportStream
+from xeroml_pipelines.export.window import Window
+
+_DESCRIPTIONS = {
+    "traces": "Latest version of each trace of the project, one JSON line per trace.",
+    "observations": "Latest version of each observation (span, generation, event), one JSON line each.",
+    "scores": "Latest version of each score, one JSON line each.",
+    "sessions": "One JSON line per session with a trace in the traces partition, aggregated over all its live traces.",
+}
+
+
+def io_manager_key(export: ExportConfig) -> str:
+    return f"{export.name}_io_manager"
+
+
+def _build(export: ExportConfig, table: str) -> AssetsDefinition:
+    deps = [AssetKey([export.name, "traces"])] if table == "sessions" and "traces" in export.tables else None
+
+    @asset(
+        key=AssetKey([export.name, table]),
+        partitions_def=partitions_for(export),
+        io_manager_key=io_manager_key(export),
+        group_name=export.name,
+        deps=deps,
+        kinds={"clickhouse", "json"},
+        description=_DESCRIPTIONS[table] + f" Project {export.project_id!r}, {export.mode} mode.",
+        metadata={"project_id": export.project_id, "mode": export.mode, "cadence": export.cadence},
+    )
+    def _export(context: AssetExecutionContext, clickhouse: ClickHouseResource) -> ExportStream:
+        tw = context.partition_time_window
+        window = Window(tw.start, tw.end)
+        sql = query_for(table, clickhouse.database, export.mode)
+        params = {"project_id": export.project_id, **window.sql_params()}
+        return ExportStream(
+            export_name=export.name,
+            project_id=export.project_id,
+            table=table,
+            mode=export.mode,
+            window=window,
+            open=lambda: clickhouse.stream_arrow(sql, params),
+        )
+
+    return _export
+
+
+def build_export_assets(export: ExportConfig) -> list[AssetsDefinition]:
+    return [_build(export, table) for table in export.tables]

@@ -1,0 +1,31 @@
+"""The manifest: written after the data object, it is the commit record of one partition."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+MANIFEST_FORMAT = "xeroml-export-manifest/1"
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    format: str = MANIFEST_FORMAT
+    export: str
+    project_id: str
+    table: str
+    partition: str
+    mode: str
+    window: dict[str, str]
+    object_key: str | None  # None: the window had no rows, so no data object exists
+    uri: str | None
+    compression: str
+    rows: int
+    tombstones: int
+    bytes: int  # as stored (after compression)
+    uncompressed_bytes: int
+    sha256: str | None  # of the stored bytes
+    query_started_at: str
+    query_seconds: float
+    exported_at: str
+    run_id: str | None = None

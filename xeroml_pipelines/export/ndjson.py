@@ -1,0 +1,54 @@
+"""Arrow batches -> NDJSON bytes, columnar: Polars serializes, Python never touches a row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from io import BytesIO
+
+import polars as pl
+import pyarrow as pa
+
+# RFC 3339, UTC, fixed millisecond precision: every timestamp has the same shape.
+TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    data: bytes
+    rows: int
+    tombstones: int
+
+
+def _frame(batch: pa.RecordBatch, tombstone_columns: frozenset[str]) -> tuple[pl.DataFrame, int]:
+    df = pl.from_arrow(batch)
+    assert isinstance(df, pl.DataFrame)
+    exprs = []
+    tombstones = int(df["is_deleted"].sum())
+    for name, dtype in df.schema.items():
+        expr = pl.col(name)
+        if isinstance(dtype, pl.Datetime):
+            expr = expr.dt.convert_time_zone("UTC").dt.to_string(TIMESTAMP_FORMAT)
+        if tombstones and name not in tombstone_columns:
+            # A tombstone must not carry the deleted content (prompts, outputs, user ids).
+            expr = pl.when(pl.col("is_deleted")).then(None).otherwise(expr)
+        exprs.append(expr.alias(name))
+    return df.select(exprs), tombstones
+
+
+def serialize(batches: Iterable[pa.RecordBatch], tombstone_columns: Iterable[str]) -> Iterator[Chunk]:
+    keep = frozenset(tombstone_columns)
+    buffer = BytesIO()
+    for batch in batches:
+        if batch.num_rows == 0:
+            continue
+        df, tombstones = _frame(batch, keep)
+        buffer.seek(0)
+        buffer.truncate()
+        df.write_ndjson(buffer)
+        data = buffer.getvalue()
+        # JSON escapes newlines inside strings, so lines == rows; anything else is a serializer bug.
+        lines = data.count(b"\n")
+        if lines != df.height:
+            raise RuntimeError(f"serializer wrote {lines} lines for {df.height} rows")
+        yield Chunk(data, df.height, tombstones)

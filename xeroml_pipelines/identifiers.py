@@ -1,0 +1,36 @@
+"""Validation of the names that end up in SQL text, asset keys and object keys."""
+
+from __future__ import annotations
+
+import re
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+# Langfuse/XeroML project ids are cuid-like; allow the usual id alphabet, nothing that could
+# escape a path or a string literal.
+_PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_.=-]+$")
+
+
+def validate_identifier(value: str, field: str) -> str:
+    if not _IDENTIFIER.match(value):
+        raise ValueError(f"{field} must be a plain identifier (letters, digits, _; not starting with a digit), got {value!r}")
+    return value
+
+
+def validate_project_id(value: str) -> str:
+    if not _PROJECT_ID.match(value) or ".." in value:
+        raise ValueError(f"project_id must be letters, digits, '_', '-', '.' (max 128), got {value!r}")
+    return value
+
+
+def validate_prefix(value: str) -> str:
+    """An object-key prefix: relative, no empty/`.`/`..` segment, no scheme, no backslash."""
+    if value == "":
+        return value
+    if "://" in value or value.startswith("/") or "\\" in value:
+        raise ValueError(f"prefix must be a relative key prefix like 'xeroml-export', got {value!r}")
+    segments = value.rstrip("/").split("/")
+    for segment in segments:
+        if segment in ("", ".", "..") or not _PREFIX_SEGMENT.match(segment):
+            raise ValueError(f"prefix segment {segment!r} in {value!r} is not allowed (use letters, digits, '_', '-', '.', '=')")
+    return "/".join(segments)

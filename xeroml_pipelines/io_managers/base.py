@@ -1,0 +1,230 @@
+"""The shared export IO manager: object keys, partitions, manifests, metadata, the commit protocol.
+
+A provider subclass only knows its SDK: how to stage an upload that becomes visible whole at
+`commit`, how to read/write/delete a small object, and how to name a key as a URI.
+
+Commit protocol for one partition:
+1. stream the rows into a staged upload (nothing visible at the final key yet);
+2. check what was staged against what was serialized (rows, bytes, sha256);
+3. under the partition's lock: publish the object (or, for zero rows, remove any earlier one),
+   remove an earlier object under another name (compression changed), then write the manifest.
+A failure before 3 aborts the upload and leaves the previous object and manifest as they were.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import abstractmethod
+from contextlib import AbstractContextManager, nullcontext
+from datetime import datetime, timezone
+from typing import Protocol
+
+from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from pydantic import BaseModel, Field, field_validator
+
+from xeroml_pipelines.export.compression import EXTENSIONS, Compression, compressor
+from xeroml_pipelines.export.manifest import Manifest
+from xeroml_pipelines.export.ndjson import serialize
+from xeroml_pipelines.export.stream import ExportStream
+from xeroml_pipelines.export.window import Window
+from xeroml_pipelines.identifiers import validate_prefix
+from xeroml_pipelines.tables import SESSION_TOMBSTONE_COLUMNS, SOURCES
+
+MANIFESTS_DIR = "_manifests"
+
+
+class StagedUpload(Protocol):
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self, size: int, sha256: str) -> None:
+        """Make the object visible at its key, whole, after checking it holds `size` bytes."""
+
+    def abort(self) -> None:
+        """Discard what was staged; nothing may remain visible or billed."""
+
+
+class ExportedPartition(BaseModel):
+    """What a downstream asset gets: where the partition's data is, not the data."""
+
+    partition: str
+    window: dict[str, str]
+    uri: str | None  # None: the partition had no rows and has no data object
+    manifest_uri: str
+    rows: int
+    bytes: int
+    sha256: str | None
+    compression: str
+
+
+class ExportIOManager(ConfigurableIOManager):
+    prefix: str = Field(default="", description="Key prefix under the destination root, e.g. 'xeroml-export'")
+    compression: Compression = "none"
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        return validate_prefix(value)
+
+    # ---- provider hooks -------------------------------------------------------------------
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    @abstractmethod
+    def open_upload(self, key: str) -> StagedUpload: ...
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; `FileNotFoundError` if there is none (Dagster relies on it)."""
+
+    @abstractmethod
+    def write_small(self, key: str, data: bytes) -> None:
+        """Write a small object (a manifest) atomically."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; a missing one is not an error."""
+
+    def partition_lock(self, key: str) -> AbstractContextManager[object]:
+        """Serializes the commit of one partition between concurrent runs."""
+        return nullcontext()
+
+    # ---- layout ------------------------------------------------------------------------------
+
+    def _key(self, *parts: str) -> str:
+        return "/".join(p for p in (self.prefix, *parts) if p)
+
+    def data_key(self, table: str, window: Window) -> str:
+        return self._key(table, window.relative_path + EXTENSIONS[self.compression])
+
+    def manifest_key(self, table: str, window: Window) -> str:
+        # Outside `{table}/`: a `{table}/*.jsonl` glob or a COPY of the folder never sees it.
+        return self._key(MANIFESTS_DIR, table, window.relative_path + ".json")
+
+    def read_manifest(self, key: str) -> Manifest | None:
+        try:
+            return Manifest.model_validate_json(self.read_bytes(key))
+        except FileNotFoundError:
+            return None
+
+    # ---- Dagster -----------------------------------------------------------------------------
+
+    def handle_output(self, context: OutputContext, obj: ExportStream) -> None:
+        if not isinstance(obj, ExportStream):
+            raise TypeError(f"{type(self).__name__} stores ExportStream outputs, got {type(obj).__name__}")
+        partition_window = context.asset_partitions_time_window
+        if (obj.window.start, obj.window.end) != (partition_window.start, partition_window.end):
+            raise ValueError(f"stream window {obj.window} does not match partition window {partition_window}")
+        manifest = self._export(obj, context.asset_partition_key, context.run_id)
+        context.add_output_metadata(_metadata(manifest))
+        context.log.info(
+            f"{obj.table} {manifest.partition}: {manifest.rows} rows ({manifest.tombstones} tombstones), "
+            f"{manifest.bytes} bytes -> {manifest.uri or 'no data object (zero rows)'}"
+        )
+
+    def _export(self, stream: ExportStream, partition: str, run_id: str | None) -> Manifest:
+        data_key = self.data_key(stream.table, stream.window)
+        manifest_key = self.manifest_key(stream.table, stream.window)
+        tombstone_columns = SESSION_TOMBSTONE_COLUMNS if stream.table == "sessions" else SOURCES[stream.table].tombstone_columns
+        digest = hashlib.sha256()
+        z = compressor(self.compression)
+        rows = tombstones = stored = raw = 0
+        upload: StagedUpload | None = None
+        started_at = datetime.now(timezone.utc)
+        t0 = time.perf_counter()
+
+        def put(data: bytes) -> None:
+            nonlocal stored
+            if data:
+                assert upload is not None
+                upload.write(data)
+                digest.update(data)
+                stored += len(data)
+
+        try:
+            with stream.open() as batches:
+                for chunk in serialize(batches, tombstone_columns):
+                    if upload is None:
+                        upload = self.open_upload(data_key)
+                    rows += chunk.rows
+                    tombstones += chunk.tombstones
+                    raw += len(chunk.data)
+                    put(z.compress(chunk.data))
+            if upload is not None:
+                put(z.flush())
+            query_seconds = time.perf_counter() - t0
+            sha256 = digest.hexdigest() if rows else None
+            with self.partition_lock(manifest_key):
+                previous = self.read_manifest(manifest_key)
+                if upload is not None:
+                    upload.commit(stored, digest.hexdigest())
+                    upload = None
+                else:
+                    # Zero rows: a file from an earlier run of this window would now be a duplicate.
+                    self.delete(data_key)
+                if previous and previous.object_key and previous.object_key != (data_key if rows else None):
+                    self.delete(previous.object_key)
+                manifest = Manifest(
+                    export=stream.export_name,
+                    project_id=stream.project_id,
+                    table=stream.table,
+                    partition=partition,
+                    mode=stream.mode,
+                    window=stream.window.as_dict(),
+                    object_key=data_key if rows else None,
+                    uri=self.uri(data_key) if rows else None,
+                    compression=self.compression,
+                    rows=rows,
+                    tombstones=tombstones,
+                    bytes=stored,
+                    uncompressed_bytes=raw,
+                    sha256=sha256,
+                    query_started_at=started_at.isoformat().replace("+00:00", "Z"),
+                    query_seconds=round(query_seconds, 3),
+                    exported_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+                    run_id=run_id,
+                )
+                self.write_small(manifest_key, manifest.model_dump_json(indent=2).encode())
+            return manifest
+        finally:
+            if upload is not None:
+                upload.abort()
+
+    def load_input(self, context: InputContext) -> ExportedPartition | dict[str, ExportedPartition]:
+        table = context.asset_key.path[-1]
+        partitions_def = context.asset_partitions_def
+        loaded = {key: self._load(table, partitions_def.time_window_for_partition_key(key), key) for key in context.asset_partition_keys}
+        # One upstream partition gives the bare object, several a dict by partition key.
+        return next(iter(loaded.values())) if len(loaded) == 1 else loaded
+
+    def _load(self, table: str, time_window, partition: str) -> ExportedPartition:
+        window = Window(time_window.start, time_window.end)
+        manifest_key = self.manifest_key(table, window)
+        manifest = self.read_manifest(manifest_key)
+        if manifest is None:
+            raise FileNotFoundError(f"no export manifest for {table} partition {partition} at {self.uri(manifest_key)}")
+        return ExportedPartition(
+            partition=partition,
+            window=manifest.window,
+            uri=manifest.uri,
+            manifest_uri=self.uri(manifest_key),
+            rows=manifest.rows,
+            bytes=manifest.bytes,
+            sha256=manifest.sha256,
+            compression=manifest.compression,
+        )
+
+
+def _metadata(m: Manifest) -> dict[str, MetadataValue]:
+    return {
+        "uri": MetadataValue.text(m.uri or "(no rows: no data object)"),
+        "rows": MetadataValue.int(m.rows),
+        "tombstones": MetadataValue.int(m.tombstones),
+        "bytes": MetadataValue.int(m.bytes),
+        "uncompressed_bytes": MetadataValue.int(m.uncompressed_bytes),
+        "query_seconds": MetadataValue.float(m.query_seconds),
+        "window_start": MetadataValue.text(m.window["start"]),
+        "window_end": MetadataValue.text(m.window["end"]),
+        "sha256": MetadataValue.text(m.sha256 or ""),
+    }

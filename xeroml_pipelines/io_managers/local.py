@@ -1,0 +1,100 @@
+"""The embedded default destination: a folder on local disk."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from pydantic import Field
+
+from xeroml_pipelines.io_managers.base import ExportIOManager
+
+# Staged files live here, not beside the data, so a `{table}/*.jsonl` glob never sees a partial
+# file; a process killed mid-write leaves only an orphan in this folder.
+STAGING_DIR = "_staging"
+LOCKS_DIR = "_locks"
+
+
+class _StagedFile:
+    def __init__(self, root: Path, final: Path) -> None:
+        self._final = final
+        staging = root / STAGING_DIR
+        staging.mkdir(parents=True, exist_ok=True)
+        self._path = staging / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        self._file = open(self._path, "wb")
+
+    def write(self, data: bytes) -> None:
+        self._file.write(data)
+
+    def commit(self, size: int, sha256: str) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        on_disk = self._path.stat().st_size
+        if on_disk != size:
+            raise OSError(f"staged file {self._path} holds {on_disk} bytes, expected {size}")
+        self._final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self._path, self._final)
+        _fsync_dir(self._final.parent)
+
+    def abort(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+        self._path.unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalExportIOManager(ExportIOManager):
+    """Writes `{base_dir}/{prefix}/{table}/{YYYY-MM-DD}.jsonl` and manifests under `_manifests/`."""
+
+    base_dir: str = Field(default="xeroml-export", description="Destination folder; relative paths are from the working directory")
+
+    @property
+    def _root(self) -> Path:
+        return Path(self.base_dir).absolute()
+
+    def _path(self, key: str) -> Path:
+        return self._root / key
+
+    def uri(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def open_upload(self, key: str) -> _StagedFile:
+        return _StagedFile(self._root, self._path(key))
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def write_small(self, key: str, data: bytes) -> None:
+        upload = self.open_upload(key)
+        try:
+            upload.write(data)
+            upload.commit(len(data), "")
+        except BaseException:
+            upload.abort()
+            raise
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    @contextmanager
+    def partition_lock(self, key: str) -> Iterator[None]:
+        lock_path = self._root / LOCKS_DIR / (key + ".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "a") as lock_file:
+            fcntl.flock(lock_file, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock_file, fcntl.LOCK_UN)
