@@ -30,6 +30,11 @@ OUTPUT_SETTINGS = (
 )
 
 
+def _settings(block_rows: int) -> str:
+    # Blocks are the unit of streaming: a block of 3 KB observations is what is in flight.
+    return f"SETTINGS {OUTPUT_SETTINGS}, max_block_size = {int(block_rows)}"
+
+
 def _export_expr(name: str, ch_type: str) -> str:
     """Clean one column for JSON: valid UTF-8 strings, JSON numbers for decimals, a bool flag."""
     q = f"`{name}`"
@@ -71,7 +76,7 @@ def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> st
     return f"project_id = {_P} AND {_in_window(window_col)} AND (id, event_ts) IN ({latest})"
 
 
-def records_query(table_name: str, database: str, mode: Mode) -> str:
+def records_query(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
     table = SOURCES[table_name]
     projection = ",\n    ".join(f"{_export_expr(c.name, c.type)} AS `{c.name}`" for c in table.columns)
     # The cleaning projection sits outside: aliases named like columns would otherwise shadow
@@ -85,10 +90,10 @@ FROM (
     ORDER BY {", ".join(table.export_order_by)}
     LIMIT 1 BY id
 )
-SETTINGS {OUTPUT_SETTINGS}"""
+{_settings(block_rows)}"""
 
 
-def sessions_query(database: str, mode: Mode) -> str:
+def sessions_query(database: str, mode: Mode, block_rows: int) -> str:
     """One row per session with a trace in the traces window, aggregated over all its live traces.
 
     A trace counts for the session its *latest* version names, so a trace moved between sessions
@@ -150,8 +155,10 @@ SELECT
 FROM session_traces LEFT JOIN trace_costs USING (trace_id)
 GROUP BY session_id
 ORDER BY session_id
-SETTINGS {OUTPUT_SETTINGS}, join_use_nulls = 0"""
+{_settings(block_rows)}, join_use_nulls = 0"""
 
 
-def query_for(table_name: str, database: str, mode: Mode) -> str:
-    return sessions_query(database, mode) if table_name == "sessions" else records_query(table_name, database, mode)
+def query_for(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
+    if table_name == "sessions":
+        return sessions_query(database, mode, block_rows)
+    return records_query(table_name, database, mode, block_rows)

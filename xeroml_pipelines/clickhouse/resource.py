@@ -31,7 +31,7 @@ class ClickHouseResource(ConfigurableResource):
     user: str = "default"
     password: str | None = Field(default=None, description="Secret: give it as EnvVar('...')")
     database: str = "default"
-    batch_rows: int = Field(default=16_384, ge=1, description="Rows per Arrow batch handed to the serializer")
+    batch_rows: int = Field(default=8_192, ge=1, description="Rows per ClickHouse block / Arrow batch handed to the serializer")
 
     _client: Client | None = PrivateAttr(default=None)
 

@@ -42,7 +42,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
     def _export(context: AssetExecutionContext, clickhouse: ClickHouseResource) -> ExportStream:
         tw = context.partition_time_window
         window = Window(tw.start, tw.end)
-        sql = query_for(table, clickhouse.database, export.mode)
+        sql = query_for(table, clickhouse.database, export.mode, clickhouse.batch_rows)
         params = {"project_id": export.project_id, **window.sql_params()}
         return ExportStream(
             export_name=export.name,

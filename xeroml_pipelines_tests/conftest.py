@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import gzip
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zstandard
+from dagster import AssetKey, materialize
+
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.config import ClickHouseConfig, ExportConfig, LocalDestination, XeroMLConfig
+from xeroml_pipelines.definitions import build_definitions
+
+
+@pytest.fixture(scope="session")
+def chdb_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    # chDB allows one engine path per process: every test shares it, each in its own database.
+    return f"chdb://{tmp_path_factory.mktemp('chdb')}"
+
+
+@pytest.fixture
+def ch(chdb_url: str) -> ClickHouseResource:
+    resource = ClickHouseResource(url=chdb_url, database=f"t_{uuid.uuid4().hex[:12]}")
+    resource.create_schema()
+    yield resource
+    resource.get_client().command(f"DROP DATABASE IF EXISTS `{resource.database}`")
+
+
+@dataclass
+class Exporter:
+    """Runs an export the way a user does: a config, the code location's definitions, Dagster."""
+
+    ch: ClickHouseResource
+    out: Path
+    project_id: str = "p1"
+
+    def config(self, **export: Any) -> XeroMLConfig:
+        fields: dict[str, Any] = {
+            "name": "exp",
+            "project_id": self.project_id,
+            "destination": LocalDestination(provider="local", path=str(self.out)),
+            "start_date": "2025-01-01",
+        }
+        fields.update(export)
+        return XeroMLConfig(
+            clickhouse=ClickHouseConfig(url=self.ch.url, database=self.ch.database),
+            exports=(ExportConfig.model_validate(fields),),
+        )
+
+    def run(
+        self,
+        partition: str,
+        tables: tuple[str, ...] = ("traces", "observations", "scores", "sessions"),
+        batch_rows: int | None = None,
+        **export: Any,
+    ):
+        defs = build_definitions(self.config(tables=tables, **export))
+        resources = dict(defs.resources)
+        if batch_rows:
+            resources["clickhouse"] = resources["clickhouse"].model_copy(update={"batch_rows": batch_rows})
+        assets = [defs.get_assets_def(AssetKey(["exp", t])) for t in tables]
+        return materialize(assets, partition_key=partition, resources=resources)
+
+    def path(self, table: str, rel: str, ext: str = ".jsonl") -> Path:
+        return self.out / table / f"{rel}{ext}"
+
+    def lines(self, table: str, rel: str, ext: str = ".jsonl") -> list[dict[str, Any]]:
+        p = self.path(table, rel, ext)
+        if not p.exists():
+            return []
+        return [json.loads(line) for line in read_bytes(p).decode("utf-8").splitlines()]
+
+    def manifest(self, table: str, rel: str) -> dict[str, Any]:
+        return json.loads((self.out / "_manifests" / table / f"{rel}.json").read_text())
+
+
+def read_bytes(p: Path) -> bytes:
+    data = p.read_bytes()
+    if p.suffix == ".gz":
+        return gzip.decompress(data)
+    if p.suffix == ".zst":
+        return zstandard.ZstdDecompressor().decompressobj().decompress(data)
+    return data
+
+
+@pytest.fixture
+def exporter(ch: ClickHouseResource, tmp_path: Path) -> Exporter:
+    return Exporter(ch, tmp_path / "export")
+
+
+def by_id(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    ids = [line["id"] for line in lines]
+    assert len(ids) == len(set(ids)), f"duplicate ids in one partition: {ids}"
+    return {line["id"]: line for line in lines}
+
