@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from xeroml_pipelines.export.compression import Compression
 from xeroml_pipelines.export.window import Cadence, Mode
-from xeroml_pipelines.identifiers import validate_identifier, validate_prefix, validate_project_id
+from xeroml_pipelines.identifiers import validate_clickhouse_url, validate_identifier, validate_prefix, validate_project_id
 from xeroml_pipelines.tables import ALL_TABLES, TableName
 
 CONFIG_ENV = "XEROML_CONFIG"
@@ -42,6 +42,11 @@ class ClickHouseConfig(_Strict):
     user: str = "default"
     password_env: str | None = Field(default=None, description="Name of the env var holding the password")
     database: str = "default"
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return validate_clickhouse_url(v)
 
     @field_validator("database")
     @classmethod

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urlparse
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Langfuse/XeroML project ids are cuid-like; allow the usual id alphabet, nothing that could
@@ -34,3 +35,14 @@ def validate_prefix(value: str) -> str:
         if segment in ("", ".", "..") or not _PREFIX_SEGMENT.match(segment):
             raise ValueError(f"prefix segment {segment!r} in {value!r} is not allowed (use letters, digits, '_', '-', '.', '=')")
     return "/".join(segments)
+
+
+def validate_clickhouse_url(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https", "chdb"):
+        raise ValueError(f"ClickHouse url must start with https://, http:// or chdb:///, got {url!r}")
+    if parsed.scheme == "chdb" and (parsed.netloc or not parsed.path.startswith("/")):
+        raise ValueError(f"chdb url needs an absolute path (chdb:///abs/path), got {url!r}")
+    if parsed.scheme in ("http", "https") and not parsed.hostname:
+        raise ValueError(f"ClickHouse url has no host: {url!r}")
+    return url

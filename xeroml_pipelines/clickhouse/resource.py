@@ -20,7 +20,7 @@ from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr, field_validator
 
-from xeroml_pipelines.identifiers import validate_identifier
+from xeroml_pipelines.identifiers import validate_clickhouse_url, validate_identifier
 from xeroml_pipelines.tables import create_schema_sql
 
 
@@ -38,14 +38,7 @@ class ClickHouseResource(ConfigurableResource):
     @field_validator("url")
     @classmethod
     def _check_url(cls, url: str) -> str:
-        parsed = urlparse(url)
-        if parsed.scheme not in ("http", "https", "chdb"):
-            raise ValueError(f"ClickHouse url must start with https://, http:// or chdb:///, got {url!r}")
-        if parsed.scheme == "chdb" and not parsed.path.startswith("/"):
-            raise ValueError(f"chdb url needs an absolute path (chdb:///abs/path), got {url!r}")
-        if parsed.scheme in ("http", "https") and not parsed.hostname:
-            raise ValueError(f"ClickHouse url has no host: {url!r}")
-        return url
+        return validate_clickhouse_url(url)
 
     @field_validator("database")
     @classmethod

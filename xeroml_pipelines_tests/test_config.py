@@ -1,0 +1,139 @@
+"""Configuration: valid files load; every mistake fails before any work, naming the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.config import ConfigError, default_config, load_config, parse_config
+
+VALID = """
+clickhouse:
+  url: https://clickhouse.example.com:8443
+  user: exporter
+  password_env: CLICKHOUSE_PASSWORD
+  database: xeroml
+exports:
+  - name: nightly
+    project_id: cm1abc-project_2
+    destination: {provider: local, path: /data/exports, prefix: xeroml-export}
+    cadence: hourly
+    mode: snapshot
+    compression: zstd
+    tables: [traces, sessions]
+    start_date: 2025-01-01
+    lag_minutes: 30
+"""
+
+
+def test_valid_config_loads() -> None:
+    cfg = parse_config(VALID)
+    (e,) = cfg.exports
+    assert (e.name, e.project_id, e.cadence, e.mode, e.compression) == ("nightly", "cm1abc-project_2", "hourly", "snapshot", "zstd")
+    assert e.tables == ("traces", "sessions")
+    assert e.destination.prefix == "xeroml-export"
+    assert cfg.clickhouse.password_env == "CLICKHOUSE_PASSWORD"
+
+
+def test_defaults_fill_in() -> None:
+    cfg = parse_config("""
+clickhouse: {url: "chdb:///tmp/x"}
+exports:
+  - {name: e, project_id: p, destination: {provider: local}, start_date: 2025-01-01}
+""")
+    (e,) = cfg.exports
+    assert (e.cadence, e.mode, e.compression, e.lag_minutes) == ("daily", "incremental", "none", 20)
+    assert e.tables == ("traces", "observations", "scores", "sessions")
+
+
+@pytest.mark.parametrize(
+    "old,new,field,message",
+    [
+        ("provider: local", "provider: dropbox", "exports.0.destination", "provider"),
+        ("name: nightly", "name: 'night ly'", "exports.0.name", "plain identifier"),
+        ("project_id: cm1abc-project_2", "project_id: \"a' OR 1=1 --\"", "exports.0.project_id", "project_id must be"),
+        ("cadence: hourly", "cadence: weekly", "exports.0.cadence", "daily"),
+        ("mode: snapshot", "mode: full", "exports.0.mode", "incremental"),
+        ("compression: zstd", "compression: lz4", "exports.0.compression", "gzip"),
+        ("tables: [traces, sessions]", "tables: [traces, spans]", "exports.0.tables.1", "observations"),
+        ("tables: [traces, sessions]", "tables: []", "exports.0.tables", "at least one"),
+        ("tables: [traces, sessions]", "tables: [traces, traces]", "exports.0.tables", "twice"),
+        ("start_date: 2025-01-01", "start_date: 2999-01-01", "exports.0.start_date", "future"),
+        ("start_date: 2025-01-01", "start_date: yesterday", "exports.0.start_date", "date"),
+        ("lag_minutes: 30", "lag_minutes: -5", "exports.0.lag_minutes", "greater than or equal"),
+        ("prefix: xeroml-export", "prefix: ../escape", "exports.0.destination.local.prefix", "not allowed"),
+        ("prefix: xeroml-export", "prefix: /abs", "exports.0.destination.local.prefix", "relative"),
+        ("prefix: xeroml-export", "prefix: s3://bucket/x", "exports.0.destination.local.prefix", "relative"),
+        ("prefix: xeroml-export", "prefix: a//b", "exports.0.destination.local.prefix", "not allowed"),
+        ("database: xeroml", "database: 'x`; DROP'", "clickhouse.database", "plain identifier"),
+        ("url: https://clickhouse.example.com:8443", "url: clickhouse.example.com", "clickhouse.url", "must start with"),
+        ("url: https://clickhouse.example.com:8443", "url: chdb://relative/db", "clickhouse.url", "absolute path"),
+        ("    lag_minutes: 30", "    lag_minutes: 30\n    bucket: typo", "exports.0.bucket", "Extra inputs"),
+    ],
+)
+def test_invalid_field_is_named(old: str, new: str, field: str, message: str) -> None:
+    assert old in VALID
+    with pytest.raises(ConfigError) as err:
+        parse_config(VALID.replace(old, new), "exports.yaml")
+    text = str(err.value)
+    assert "exports.yaml" in text and field in text and message in text, text
+
+
+def test_missing_required_fields_are_named() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config("clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e}\n")
+    text = str(err.value)
+    for field in ("exports.0.project_id", "exports.0.destination", "exports.0.start_date"):
+        assert field in text
+
+
+def test_duplicate_export_names_and_shared_locations_are_rejected() -> None:
+    two = VALID + """
+  - name: nightly
+    project_id: other
+    destination: {provider: local, path: /data/exports, prefix: other}
+    start_date: 2025-01-01
+"""
+    with pytest.raises(ConfigError, match="unique"):
+        parse_config(two)
+    shared = two.replace("  - name: nightly\n    project_id: other", "  - name: second\n    project_id: other").replace(
+        "prefix: other", "prefix: xeroml-export"
+    )
+    with pytest.raises(ConfigError, match="same location"):
+        parse_config(shared)
+
+
+@pytest.mark.parametrize("text,message", [("exports: [", "not valid YAML"), ("- a\n- b\n", "expected a mapping"), ("clickhouse: {url: 'chdb:///x'}\nexports: []", "at least one")])
+def test_malformed_files(text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_config(text)
+
+
+def test_clickhouse_url_is_checked() -> None:
+    for bad in ("ftp://host", "chdb://relative/path", "https://", "clickhouse.example.com"):
+        with pytest.raises(ValueError, match="url"):
+            ClickHouseResource(url=bad)
+    ClickHouseResource(url="http://127.0.0.1:8123")
+
+
+def test_env_var_selects_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "exports.yaml"
+    path.write_text(VALID)
+    monkeypatch.setenv("XEROML_CONFIG", str(path))
+    assert load_config().exports[0].name == "nightly"
+    monkeypatch.setenv("XEROML_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config()
+
+
+def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XEROML_CONFIG", raising=False)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config()
+    assert cfg == default_config(tmp_path)
+    assert cfg.clickhouse.url == f"chdb://{tmp_path}/xeroml-demo-db"
+    (e,) = cfg.exports
+    assert (e.name, e.project_id, e.destination.provider) == ("local", "demo", "local")
+    assert e.destination.location == str(tmp_path / "xeroml-export")
