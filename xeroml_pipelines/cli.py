@@ -15,6 +15,10 @@ from xeroml_pipelines.defs.export.resources import clickhouse_resource
 from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
 
 
+# One summary line per partition here; the full event log stays in the Dagster instance.
+_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
 def _instance() -> DagsterInstance:
     # With DAGSTER_HOME set, runs land in that instance and show up in `dagster dev`.
     try:
@@ -32,7 +36,9 @@ def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, l
             continue
         assets = [defs.get_assets_def(AssetKey([export.name, t])) for t in export.tables]
         for key in _partition_keys(export, first, last):
-            result = materialize(assets, partition_key=key, resources=defs.resources, instance=instance, raise_on_error=False)
+            result = materialize(
+                assets, partition_key=key, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
+            )
             failures += not result.success
             rows = {
                 e.materialization.asset_key.path[-1]: e.materialization.metadata["rows"].value

@@ -353,3 +353,20 @@ def test_hourly_cadence_layout(exporter: Exporter) -> None:
     assert [t["id"] for t in exporter.lines("traces", "2025-01-15/13")] == ["a"]
     m = exporter.manifest("traces", "2025-01-15/13")
     assert m["window"] == {"start": "2025-01-15T13:00:00.000Z", "end": "2025-01-15T14:00:00.000Z"}
+
+
+def test_export_inside_the_lag_warns_that_rows_may_be_in_flight(exporter: Exporter) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    from dagster import AssetKey, DagsterInstance, materialize
+
+    from xeroml_pipelines.definitions import build_definitions
+
+    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
+    defs = build_definitions(exporter.config(tables=("traces",), start_date=yesterday.isoformat(), lag_minutes=3 * 24 * 60))
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            [defs.get_assets_def(AssetKey(["exp", "traces"]))], partition_key=yesterday.isoformat(), resources=defs.resources, instance=instance
+        )
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    assert any("in flight" in m for m in messages)
