@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 TableName = Literal["traces", "observations", "scores", "sessions"]
-SOURCE_TABLES: tuple[str, ...] = ("traces", "observations", "scores")
 ALL_TABLES: tuple[TableName, ...] = ("traces", "observations", "scores", "sessions")
 
 
@@ -168,23 +167,7 @@ SCORES = SourceTable(
 
 SOURCES: dict[str, SourceTable] = {t.name: t for t in (TRACES, OBSERVATIONS, SCORES)}
 
-# Sessions are derived from traces (and their observations); these are the columns of a
-# sessions line, in order. Kept here so every consumer of the layout reads one list.
-SESSION_COLUMNS: tuple[str, ...] = (
-    "id",
-    "project_id",
-    "environments",
-    "user_ids",
-    "first_trace_at",
-    "last_trace_at",
-    "trace_count",
-    "trace_ids",
-    "tags",
-    "total_cost",
-    "usage_details",
-    "event_ts",
-    "is_deleted",
-)
+# A session tombstone keeps its identity and version, nothing aggregated from deleted traces.
 SESSION_TOMBSTONE_COLUMNS: tuple[str, ...] = ("id", "project_id", "event_ts", "is_deleted")
 
 

@@ -20,8 +20,6 @@ from xeroml_pipelines.io_managers.base import ExportedPartition
 from xeroml_pipelines_tests.conftest import Exporter
 from xeroml_pipelines_tests.factories import insert, trace
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in ("XEROML_CONFIG", "DAGSTER_HOME")}

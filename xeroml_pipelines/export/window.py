@@ -26,11 +26,6 @@ class Window:
         if self.end <= self.start:
             raise ValueError(f"empty window [{self.start}, {self.end})")
 
-    @classmethod
-    def of(cls, start: datetime, cadence: Cadence) -> Window:
-        start = start.astimezone(timezone.utc)
-        return cls(start, start + _STEP[cadence])
-
     @property
     def cadence(self) -> Cadence:
         if self.end - self.start == _STEP["hourly"]:
