@@ -10,6 +10,7 @@ export `local` of project `demo` into `./xeroml-export/`.
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Annotated, Literal
@@ -54,9 +55,7 @@ class ClickHouseConfig(_Strict):
         return validate_identifier(v, "database")
 
 
-class LocalDestination(_Strict):
-    provider: Literal["local"]
-    path: str = DEFAULT_EXPORT_DIR
+class _Destination(_Strict):
     prefix: str = ""
 
     @field_validator("prefix")
@@ -64,12 +63,152 @@ class LocalDestination(_Strict):
     def _prefix(cls, v: str) -> str:
         return validate_prefix(v)
 
+
+class LocalDestination(_Destination):
+    provider: Literal["local"]
+    path: str = DEFAULT_EXPORT_DIR
+
     @property
     def location(self) -> str:
         return str(Path(self.path).absolute() / self.prefix)
 
 
-Destination = Annotated[LocalDestination, Field(discriminator="provider")]
+_BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
+
+
+def _env_name(v: str | None) -> str | None:
+    if v is not None and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", v):
+        raise ValueError(f"must name an environment variable (the secret itself never goes in this file), got {v!r}")
+    return v
+
+
+def _endpoint(v: str | None) -> str | None:
+    if v is not None and not re.match(r"^https?://[^/\s]+/?$", v):
+        raise ValueError(f"must be http(s)://host[:port], got {v!r}")
+    return v
+
+
+class S3Destination(_Destination):
+    """AWS S3 or an S3-compatible store. Credentials: access key env vars, else the default
+    chain (env, profile, instance role); optionally a role to assume on top."""
+
+    provider: Literal["s3"]
+    bucket: str = Field(pattern=_BUCKET)
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, description="S3-compatible store; plain http only when written here")
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    access_key_id_env: str | None = None
+    secret_access_key_env: str | None = None
+    session_token_env: str | None = None
+    profile: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    external_id_env: str | None = None
+    sts_endpoint_url: str | None = None
+    sse_kms_key_id: str | None = None
+    part_size_mib: int = Field(default=64, ge=5, le=5120)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("access_key_id_env", "secret_access_key_env", "session_token_env", "external_id_env")
+    @classmethod
+    def _envs(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+    @field_validator("endpoint_url", "sts_endpoint_url")
+    @classmethod
+    def _endpoints(cls, v: str | None) -> str | None:
+        return _endpoint(v)
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> S3Destination:
+        if bool(self.access_key_id_env) != bool(self.secret_access_key_env):
+            raise ValueError("access_key_id_env and secret_access_key_env go together")
+        if self.session_token_env and not self.access_key_id_env:
+            raise ValueError("session_token_env needs access_key_id_env and secret_access_key_env")
+        return self
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+
+class GCSDestination(_Destination):
+    """Google Cloud Storage. Credentials: a service-account key (file, or JSON in an env var),
+    else Application Default Credentials."""
+
+    provider: Literal["gcs"]
+    bucket: str = Field(pattern=_BUCKET)
+    project: str | None = None
+    service_account_json_env: str | None = None
+    service_account_file: str | None = None
+    chunk_size_mib: int = Field(default=16, ge=1, le=1024)
+    retry_deadline_s: float = Field(default=300, gt=0)
+
+    @field_validator("service_account_json_env")
+    @classmethod
+    def _envs(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> GCSDestination:
+        if self.service_account_json_env and self.service_account_file:
+            raise ValueError("give service_account_json_env or service_account_file, not both")
+        return self
+
+    @property
+    def location(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}"
+
+
+class AzureDestination(_Destination):
+    """Azure Blob Storage. Credentials: exactly one of a connection string, a SAS token, an
+    account key (each from an env var), or DefaultAzureCredential (managed identity)."""
+
+    provider: Literal["azure"]
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    account_url: str | None = Field(default=None, description="https://<account>.blob.core.windows.net")
+    connection_string_env: str | None = None
+    sas_token_env: str | None = None
+    account_key_env: str | None = None
+    default_credential: bool = False
+    block_size_mib: int = Field(default=16, ge=1, le=4000)
+    max_retries: int = Field(default=6, ge=0, le=20)
+
+    @field_validator("connection_string_env", "sas_token_env", "account_key_env")
+    @classmethod
+    def _envs(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+    @field_validator("account_url")
+    @classmethod
+    def _endpoints(cls, v: str | None) -> str | None:
+        return _endpoint(v)
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, v: str) -> str:
+        if "--" in v:
+            raise ValueError(f"container names cannot contain '--', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AzureDestination:
+        given = [n for n in ("connection_string_env", "sas_token_env", "account_key_env", "default_credential") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of connection_string_env, sas_token_env, account_key_env, default_credential: true"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if not self.connection_string_env and not self.account_url:
+            raise ValueError("account_url is required unless connection_string_env is given")
+        return self
+
+    @property
+    def location(self) -> str:
+        account = self.account_url or f"${{{self.connection_string_env}}}"
+        return f"azure:{account}/{self.container}/{self.prefix}"
+
+
+Destination = Annotated[LocalDestination | S3Destination | GCSDestination | AzureDestination, Field(discriminator="provider")]
 
 
 class ExportConfig(_Strict):
@@ -122,13 +261,13 @@ class XeroMLConfig(_Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"export names must be unique: {dupes}")
-        # Two exports writing one location would overwrite each other's files.
-        seen: dict[str, str] = {}
-        for e in self.exports:
-            where = f"{e.destination.provider}:{e.destination.location}"
-            if where in seen:
-                raise ValueError(f"exports {seen[where]!r} and {e.name!r} write to the same location {where}")
-            seen[where] = e.name
+        # Two exports writing one location, or one inside the other's, would overwrite or pollute
+        # each other's files.
+        where = {e.name: e.destination.location.rstrip("/") + "/" for e in self.exports}
+        for a in self.exports:
+            for b in self.exports:
+                if a.name < b.name and (where[a.name].startswith(where[b.name]) or where[b.name].startswith(where[a.name])):
+                    raise ValueError(f"exports {a.name!r} and {b.name!r} write to overlapping locations {where[a.name]} and {where[b.name]}")
         return self
 
 

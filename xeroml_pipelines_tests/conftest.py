@@ -97,3 +97,58 @@ def by_id(lines: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     assert len(ids) == len(set(ids)), f"duplicate ids in one partition: {ids}"
     return {line["id"]: line for line in lines}
 
+
+
+# ---- object-store emulators (started once per session, only when a test asks) ----------------
+
+
+@pytest.fixture(scope="session")
+def emulator_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("emulators")
+
+
+def _serve(server):
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_server(emulator_dir: Path):
+    from xeroml_pipelines_tests import emulators
+
+    yield from _serve(emulators.moto(emulator_dir))
+
+
+@pytest.fixture(scope="session")
+def gcs_server(emulator_dir: Path):
+    from xeroml_pipelines_tests import emulators
+
+    yield from _serve(emulators.fake_gcs(emulator_dir, emulator_dir / "gcs-data"))
+
+
+@pytest.fixture(scope="session")
+def azurite_server(emulator_dir: Path):
+    from xeroml_pipelines_tests import emulators
+
+    yield from _serve(emulators.azurite(emulator_dir, emulator_dir / "azurite-data"))
+
+
+def make_provider(name: str, request: pytest.FixtureRequest, tmp_path: Path, endpoint: str | None = None):
+    from xeroml_pipelines_tests import providers
+
+    if name == "local":
+        return providers.Local("local", root=tmp_path / "dest")
+    server = request.getfixturevalue({"s3": "moto_server", "gcs": "gcs_server", "azure": "azurite_server"}[name])
+    cls = {"s3": providers.S3, "gcs": providers.GCS, "azure": providers.Azure}[name]
+    return cls(name, endpoint=endpoint or server.url)
+
+
+@pytest.fixture(params=["local", "s3", "gcs", "azure"])
+def provider(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    p = make_provider(request.param, request, tmp_path)
+    for k, v in p.env.items():
+        monkeypatch.setenv(k, v)
+    return p

@@ -101,7 +101,7 @@ def test_duplicate_export_names_and_shared_locations_are_rejected() -> None:
     shared = two.replace("  - name: nightly\n    project_id: other", "  - name: second\n    project_id: other").replace(
         "prefix: other", "prefix: xeroml-export"
     )
-    with pytest.raises(ConfigError, match="same location"):
+    with pytest.raises(ConfigError, match="overlapping locations"):
         parse_config(shared)
 
 

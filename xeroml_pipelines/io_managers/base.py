@@ -16,11 +16,12 @@ from __future__ import annotations
 import hashlib
 import time
 from abc import abstractmethod
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime, timezone
 from typing import Protocol
 
-from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext
+from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
 from pydantic import BaseModel, Field, field_validator
 
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression, compressor
@@ -32,6 +33,25 @@ from xeroml_pipelines.identifiers import validate_prefix
 from xeroml_pipelines.tables import SESSION_TOMBSTONE_COLUMNS, SOURCES
 
 MANIFESTS_DIR = "_manifests"
+
+_CONTENT_TYPES = {".json": "application/json", ".jsonl": "application/x-ndjson", ".gz": "application/gzip", ".zst": "application/zstd"}
+
+
+def content_type(key: str) -> str:
+    return next((t for ext, t in _CONTENT_TYPES.items() if key.endswith(ext)), "application/octet-stream")
+
+
+class DestinationError(Exception):
+    """A provider failure, told in our words: the bucket/container, the cause, never a secret.
+
+    `permanent` errors (no such bucket, access denied, bad credentials) fail the run without
+    retries; transient ones (throttling, 5xx, connection lost) are left to the step's retry
+    policy after the SDK's own retries are spent.
+    """
+
+    def __init__(self, message: str, *, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
 
 
 class StagedUpload(Protocol):
@@ -86,6 +106,10 @@ class ExportIOManager(ConfigurableIOManager):
     def delete(self, key: str) -> None:
         """Remove an object; a missing one is not an error."""
 
+    @abstractmethod
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """`(key, size)` of every object under `prefix`."""
+
     def partition_lock(self, key: str) -> AbstractContextManager[object]:
         """Serializes the commit of one partition between concurrent runs."""
         return nullcontext()
@@ -116,7 +140,12 @@ class ExportIOManager(ConfigurableIOManager):
         partition_window = context.asset_partitions_time_window
         if (obj.window.start, obj.window.end) != (partition_window.start, partition_window.end):
             raise ValueError(f"stream window {obj.window} does not match partition window {partition_window}")
-        manifest = self._export(obj, context.asset_partition_key, context.run_id)
+        try:
+            manifest = self._export(obj, context.asset_partition_key, context.run_id)
+        except DestinationError as e:
+            if e.permanent:
+                raise Failure(description=str(e), allow_retries=False) from None
+            raise
         context.add_output_metadata(_metadata(manifest))
         context.log.info(
             f"{obj.table} {manifest.partition}: {manifest.rows} rows ({manifest.tombstones} tombstones), "

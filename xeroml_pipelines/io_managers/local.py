@@ -88,6 +88,14 @@ class LocalExportIOManager(ExportIOManager):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        base = self._path(prefix) if prefix else self._root
+        if not base.is_dir():
+            return
+        for path in sorted(base.rglob("*")):
+            if path.is_file():
+                yield path.relative_to(self._root).as_posix(), path.stat().st_size
+
     @contextmanager
     def partition_lock(self, key: str) -> Iterator[None]:
         lock_path = self._root / LOCKS_DIR / (key + ".lock")

