@@ -80,6 +80,26 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 1 if _export(config, args.export, args.start, args.end or args.start) else 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from xeroml_pipelines.defs.export.resources import export_io_manager
+    from xeroml_pipelines.io_managers.base import verify
+
+    config = load_config()
+    problems = 0
+    for export in config.exports:
+        if args.export and export.name not in args.export:
+            continue
+        # resolves EnvVar secrets and tears clients down, as Dagster does around a run
+        with export_io_manager(export).process_config_and_initialize_cm() as io:
+            for table in export.tables:
+                report = verify(io, table, deep=args.deep)
+                print(f"{export.name}/{table}: {report.manifests} manifests, {report.objects} objects: {'ok' if report.ok else 'PROBLEMS'}")
+                for problem in report.problems:
+                    print(f"  - {problem}")
+                problems += len(report.problems)
+    return 1 if problems else 0
+
+
 def cmd_ddl(args: argparse.Namespace) -> int:
     from xeroml_pipelines.tables import create_schema_sql
 
@@ -109,6 +129,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("end", type=date.fromisoformat, nargs="?")
     p.add_argument("--export", action="append", help="only this export (repeatable)")
     p.set_defaults(fn=cmd_export)
+
+    p = sub.add_parser("verify", help="list each destination and compare its manifests with its objects")
+    p.add_argument("--export", action="append", help="only this export (repeatable)")
+    p.add_argument("--deep", action="store_true", help="also read every object and compare its sha256")
+    p.set_defaults(fn=cmd_verify)
 
     p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")
     p.add_argument("--database", default="default")

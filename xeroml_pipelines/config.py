@@ -221,6 +221,8 @@ class ExportConfig(_Strict):
     tables: tuple[TableName, ...] = ALL_TABLES
     start_date: date
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
+    retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
+    retry_delay_s: float = Field(default=30, ge=0, description="First retry delay; doubles each time, with jitter")
 
     @field_validator("name")
     @classmethod

@@ -6,6 +6,7 @@ from dagster import Definitions, in_process_executor, multiprocess_executor
 
 from xeroml_pipelines.config import XeroMLConfig, load_config
 from xeroml_pipelines.defs.export.assets import build_export_assets, io_manager_key
+from xeroml_pipelines.defs.export.checks import build_export_checks
 from xeroml_pipelines.defs.export.resources import clickhouse_resource, export_io_manager
 
 
@@ -13,6 +14,7 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
     clickhouse = clickhouse_resource(config.clickhouse)
     return Definitions(
         assets=[a for export in config.exports for a in build_export_assets(export)],
+        asset_checks=[c for export in config.exports for c in build_export_checks(export)],
         resources={
             "clickhouse": clickhouse,
             **{io_manager_key(e): export_io_manager(e) for e in config.exports},

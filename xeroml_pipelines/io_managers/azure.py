@@ -27,7 +27,7 @@ MAX_BLOCKS = 50_000
 _PERMANENT = {
     "ContainerNotFound": "the container does not exist",
     "AuthenticationFailed": "bad credentials (the key or SAS token was rejected)",
-    "AuthorizationFailure": "access denied",
+    "AuthorizationFailure": "bad credentials or access denied (the key/SAS was rejected or lacks a permission)",
     "AuthorizationPermissionMismatch": "access denied: the SAS token or role lacks a permission (needs read, write, list)",
     "AuthorizationResourceTypeMismatch": "access denied: the SAS token does not cover blobs",
     "InvalidAuthenticationInfo": "bad credentials",
@@ -36,6 +36,11 @@ _PERMANENT = {
     "Md5Mismatch": "a block's MD5 did not match what was sent",
     "InvalidBlockList": "a staged block was lost before the commit",
 }
+
+
+def _code(e: HttpResponseError) -> str | None:
+    code = getattr(e, "error_code", None)
+    return getattr(code, "value", code)
 
 
 class AzureBlobClientResource(AzureBlobStorageResource):
@@ -142,10 +147,10 @@ class AzureBlobExportIOManager(ExportIOManager):
         try:
             yield
         except ClientAuthenticationError as e:
-            code = getattr(e, "error_code", None) or "AuthenticationFailed"
+            code = _code(e) or "AuthenticationFailed"
             raise DestinationError(f"{where}: {_PERMANENT.get(code, 'bad credentials')} [{code}]", permanent=True) from None
         except HttpResponseError as e:
-            code = str(getattr(e, "error_code", None) or e.status_code)
+            code = _code(e) or str(e.status_code)
             if code in _PERMANENT:
                 raise DestinationError(f"{where}: {_PERMANENT[code]} [{code}]", permanent=True) from None
             if e.status_code in (400, 401, 403, 404, 409, 412):
@@ -166,7 +171,7 @@ class AzureBlobExportIOManager(ExportIOManager):
             try:
                 return self._container.get_blob_client(key).download_blob().readall()
             except ResourceNotFoundError as e:
-                if getattr(e, "error_code", None) == "BlobNotFound":
+                if _code(e) == "BlobNotFound":
                     raise FileNotFoundError(self.uri(key)) from None
                 raise
 
@@ -181,7 +186,7 @@ class AzureBlobExportIOManager(ExportIOManager):
             try:
                 self._container.get_blob_client(key).delete_blob()
             except ResourceNotFoundError as e:
-                if getattr(e, "error_code", None) != "BlobNotFound":
+                if _code(e) != "BlobNotFound":
                     raise
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:

@@ -18,6 +18,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
@@ -243,6 +244,47 @@ class ExportIOManager(ConfigurableIOManager):
             sha256=manifest.sha256,
             compression=manifest.compression,
         )
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    table: str
+    manifests: int
+    objects: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(io: ExportIOManager, table: str, deep: bool = False) -> VerifyReport:
+    """Compare a table's manifests with the objects under its prefix: every manifest's object
+    exists with its size (and, with `deep`, its sha256), and every data object has a manifest."""
+    objects = dict(io.list_objects(io._key(table) + "/"))
+    manifest_keys = [k for k, _ in io.list_objects(io._key(MANIFESTS_DIR, table) + "/") if k.endswith(".json")]
+    problems: list[str] = []
+    referenced: set[str] = set()
+    for key in manifest_keys:
+        try:
+            m = Manifest.model_validate_json(io.read_bytes(key))
+        except (ValueError, FileNotFoundError) as e:
+            problems.append(f"{io.uri(key)}: unreadable manifest ({type(e).__name__})")
+            continue
+        if m.object_key is None:
+            continue
+        referenced.add(m.object_key)
+        if m.object_key not in objects:
+            problems.append(f"{io.uri(m.object_key)}: missing, but manifest {key} lists it ({m.rows} rows)")
+        elif objects[m.object_key] != m.bytes:
+            problems.append(f"{io.uri(m.object_key)}: {objects[m.object_key]} bytes, manifest says {m.bytes}")
+        elif deep and hashlib.sha256(io.read_bytes(m.object_key)).hexdigest() != m.sha256:
+            problems.append(f"{io.uri(m.object_key)}: sha256 differs from its manifest")
+    for key, size in sorted(objects.items()):
+        # zero-byte objects are stale files neutralized where deleting is not permitted
+        if key not in referenced and size > 0:
+            problems.append(f"{io.uri(key)}: data object without a manifest (partial run or stale file)")
+    return VerifyReport(table, len(manifest_keys), len(objects), tuple(problems))
 
 
 def _metadata(m: Manifest) -> dict[str, MetadataValue]:

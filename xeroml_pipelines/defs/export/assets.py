@@ -7,7 +7,7 @@ the IO manager of the export's destination consumes it.
 
 from datetime import datetime, timedelta, timezone
 
-from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, asset
+from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, Backoff, Jitter, RetryPolicy, asset
 
 from xeroml_pipelines.clickhouse.queries import query_for
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
@@ -40,6 +40,11 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         kinds={"clickhouse", "json"},
         description=_DESCRIPTIONS[table] + f" Project {export.project_id!r}, {export.mode} mode.",
         metadata={"project_id": export.project_id, "mode": export.mode, "cadence": export.cadence},
+        # Transient destination/ClickHouse failures are retried; permanent ones raise
+        # Failure(allow_retries=False) and stop at once.
+        retry_policy=RetryPolicy(max_retries=export.retries, delay=export.retry_delay_s, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+        if export.retries
+        else None,
     )
     def _export(context: AssetExecutionContext, clickhouse: ClickHouseResource) -> ExportStream:
         tw = context.partition_time_window
