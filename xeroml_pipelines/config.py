@@ -180,8 +180,12 @@ class AzureDestination(_Destination):
 
     @field_validator("account_url")
     @classmethod
-    def _endpoints(cls, v: str | None) -> str | None:
-        return _endpoint(v)
+    def _account_url(cls, v: str | None) -> str | None:
+        if v is not None and ("?" in v or "sig=" in v):
+            raise ValueError("account_url must not carry a SAS token: put the token in the env var named by sas_token_env")
+        if v is not None and not re.match(r"^https?://[^/\s]+(/[\w.-]+)*/?$", v):
+            raise ValueError(f"must be http(s)://host[:port][/path], got {v!r}")
+        return v
 
     @field_validator("container")
     @classmethod

@@ -137,3 +137,34 @@ def test_embedded_default(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     (e,) = cfg.exports
     assert (e.name, e.project_id, e.destination.provider) == ("local", "demo", "local")
     assert e.destination.location == str(tmp_path / "xeroml-export")
+
+
+_CLOUD = "clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e, project_id: p, start_date: 2025-01-01, destination: %s}\n"
+
+
+@pytest.mark.parametrize(
+    "destination,field,message",
+    [
+        ("{provider: s3, bucket: Bad_Bucket}", "destination.s3.bucket", "pattern"),
+        ("{provider: s3, bucket: ok-bucket, access_key_id_env: AK}", "destination.s3", "go together"),
+        ("{provider: s3, bucket: ok-bucket, access_key_id_env: 'AKIA123/secret'}", "destination.s3.access_key_id_env", "environment variable"),
+        ("{provider: s3, bucket: ok-bucket, role_arn: 'not-an-arn'}", "destination.s3.role_arn", "pattern"),
+        ("{provider: s3, bucket: ok-bucket, endpoint_url: 'minio:9000'}", "destination.s3.endpoint_url", "http(s)://"),
+        ("{provider: s3, bucket: ok-bucket, part_size_mib: 4}", "destination.s3.part_size_mib", "greater than or equal to 5"),
+        ("{provider: gcs, bucket: ok-bucket, service_account_json_env: K, service_account_file: /k.json}", "destination.gcs", "not both"),
+        ("{provider: azure, container: xeroml}", "destination.azure", "exactly one of"),
+        ("{provider: azure, container: xeroml, sas_token_env: S, account_key_env: K, account_url: 'https://a.blob.core.windows.net'}", "destination.azure", "got sas_token_env, account_key_env"),
+        ("{provider: azure, container: xeroml, sas_token_env: S}", "destination.azure", "account_url is required"),
+        ("{provider: azure, container: xeroml, sas_token_env: S, account_url: 'https://a.blob.core.windows.net/?sv=1&sig=abc'}", "destination.azure.account_url", "must not carry a SAS"),
+        ("{provider: azure, container: 'a--b', default_credential: true, account_url: 'https://a.blob.core.windows.net'}", "destination.azure.container", "'--'"),
+    ],
+)
+def test_cloud_destination_errors_name_the_field(destination: str, field: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(_CLOUD % destination)
+    assert f"exports.0.{field}" in str(err.value) and message in str(err.value), str(err.value)
+
+
+def test_cloud_destinations_parse() -> None:
+    cfg = parse_config(_CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'https://acct.blob.core.windows.net'}")
+    assert cfg.exports[0].destination.location == "azure:https://acct.blob.core.windows.net/xeroml/"

@@ -16,7 +16,13 @@ from typing import Any
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContentSettings
-from dagster_azure.blob import AzureBlobStorageAnonymousCredential, AzureBlobStorageResource
+from dagster_azure.blob import (
+    AzureBlobStorageAnonymousCredential,
+    AzureBlobStorageDefaultCredential,
+    AzureBlobStorageKeyCredential,
+    AzureBlobStorageResource,
+    AzureBlobStorageSASTokenCredential,
+)
 from pydantic import Field, PrivateAttr, model_validator
 
 from xeroml_pipelines.io_managers.base import DestinationError, ExportIOManager, content_type
@@ -49,7 +55,12 @@ class AzureBlobClientResource(AzureBlobStorageResource):
     DefaultAzureCredential for managed identity)."""
 
     account_url: str = ""
-    credential: Any = Field(default_factory=AzureBlobStorageAnonymousCredential)
+    credential: (
+        AzureBlobStorageKeyCredential
+        | AzureBlobStorageSASTokenCredential
+        | AzureBlobStorageDefaultCredential
+        | AzureBlobStorageAnonymousCredential
+    ) = Field(default_factory=AzureBlobStorageAnonymousCredential, discriminator="credential_type")
     connection_string: str | None = Field(default=None, description="Secret: as EnvVar('...')")
     max_retries: int = Field(default=6, ge=0, description="Retries of a failed request (exponential backoff)")
     timeout_s: int = Field(default=60, ge=1, description="Connection and read timeout per request")
@@ -188,6 +199,14 @@ class AzureBlobExportIOManager(ExportIOManager):
             except ResourceNotFoundError as e:
                 if _code(e) != "BlobNotFound":
                     raise
+            except HttpResponseError as e:
+                if _code(e) == "AuthorizationPermissionMismatch":
+                    raise PermissionError(self.uri(key)) from None
+                raise
+
+    def exists(self, key: str) -> bool:
+        with self._errors("Get Blob Properties", key):
+            return self._container.get_blob_client(key).exists()
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         with self._errors("List Blobs", prefix):

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext
+from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext, get_dagster_logger
 from pydantic import BaseModel, Field, field_validator
 
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression, compressor
@@ -105,7 +105,10 @@ class ExportIOManager(ConfigurableIOManager):
 
     @abstractmethod
     def delete(self, key: str) -> None:
-        """Remove an object; a missing one is not an error."""
+        """Remove an object; a missing one is not an error; `PermissionError` if not allowed."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
 
     @abstractmethod
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
@@ -192,9 +195,9 @@ class ExportIOManager(ConfigurableIOManager):
                     upload = None
                 else:
                     # Zero rows: a file from an earlier run of this window would now be a duplicate.
-                    self.delete(data_key)
+                    self._remove(data_key)
                 if previous and previous.object_key and previous.object_key != (data_key if rows else None):
-                    self.delete(previous.object_key)
+                    self._remove(previous.object_key)
                 manifest = Manifest(
                     export=stream.export_name,
                     project_id=stream.project_id,
@@ -220,6 +223,16 @@ class ExportIOManager(ConfigurableIOManager):
         finally:
             if upload is not None:
                 upload.abort()
+
+    def _remove(self, key: str) -> None:
+        try:
+            self.delete(key)
+        except PermissionError:
+            # Deleting is an optional permission: an empty object (zero lines) neutralizes the
+            # stale one, so no loader reads its records twice.
+            if self.exists(key):
+                get_dagster_logger().warning(f"{self.uri(key)}: no permission to delete; replaced it with an empty object")
+                self.write_small(key, b"")
 
     def load_input(self, context: InputContext) -> ExportedPartition | dict[str, ExportedPartition]:
         table = context.asset_key.path[-1]

@@ -177,6 +177,12 @@ class GCSExportIOManager(ExportIOManager):
                 self._bucket.blob(key).delete(retry=self._retry)
             except gexc.NotFound:
                 pass
+            except gexc.Forbidden:
+                raise PermissionError(self.uri(key)) from None
+
+    def exists(self, key: str) -> bool:
+        with self._errors("get", key):
+            return self._bucket.blob(key).exists(retry=self._retry)
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         with self._errors("list", prefix):

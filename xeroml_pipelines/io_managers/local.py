@@ -88,6 +88,9 @@ class LocalExportIOManager(ExportIOManager):
     def delete(self, key: str) -> None:
         self._path(key).unlink(missing_ok=True)
 
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         base = self._path(prefix) if prefix else self._root
         if not base.is_dir():

@@ -3,7 +3,7 @@
 Every call stays inside the spec's IAM policy (`s3:PutObject`, `s3:GetObject`, `s3:ListBucket`):
 no HeadBucket, no CreateBucket. Two calls are optional and degrade cleanly when denied:
 `s3:AbortMultipartUpload` (else incomplete uploads wait for a bucket lifecycle rule) and
-`s3:DeleteObject` (else a stale object is overwritten with an empty one).
+`s3:DeleteObject` (else the base replaces a stale object with an empty one).
 """
 
 from __future__ import annotations
@@ -261,25 +261,22 @@ class S3ExportIOManager(ExportIOManager):
     def delete(self, key: str) -> None:
         try:
             self._client.delete_object(Bucket=self.bucket, Key=key)
-            return
         except ClientError as e:
-            if _code(e) != "AccessDenied":
-                raise self._translate(e, "DeleteObject", key) from None
+            if _code(e) == "AccessDenied":
+                raise PermissionError(self.uri(key)) from None
+            raise self._translate(e, "DeleteObject", key) from None
         except BotoCoreError as e:
             raise self._translate(e, "DeleteObject", key) from None
-        # Without s3:DeleteObject (not in the minimal policy) an empty object replaces the stale
-        # one: zero lines, so no loader sees its records twice.
-        if self._exists(key):
-            get_dagster_logger().warning(f"{self.uri(key)}: no s3:DeleteObject permission; replaced it with an empty object")
-            self.write_small(key, b"")
 
-    def _exists(self, key: str) -> bool:
+    def exists(self, key: str) -> bool:
         try:
             self._client.head_object(Bucket=self.bucket, Key=key)
             return True
         except ClientError as e:
             if _code(e) in ("NoSuchKey", "404"):
                 return False
+            raise self._translate(e, "HeadObject", key) from None
+        except BotoCoreError as e:
             raise self._translate(e, "HeadObject", key) from None
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
