@@ -178,3 +178,24 @@ def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(exporter, re
         assert len(provider.get(data_key("traces", "2025-01-15")).splitlines()) == 2620
     finally:
         proxy.close()
+
+
+def test_s3_sse_kms_and_path_style(exporter: Exporter, request, tmp_path, monkeypatch) -> None:
+    from xeroml_pipelines_tests.conftest import make_provider
+
+    provider = make_provider("s3", request, tmp_path)
+    for k, v in provider.env.items():
+        monkeypatch.setenv(k, v)
+    key_id = boto3_kms_key(provider.endpoint)
+    _seed(exporter, n=3)
+    exporter.run("2025-01-15", tables=("traces",), destination=provider.destination(sse_kms_key_id=key_id, addressing_style="path"))
+    for key in (data_key("traces", "2025-01-15"), manifest_key("traces", "2025-01-15")):
+        head = provider.client.head_object(Bucket=provider.bucket, Key=key)
+        assert head["ServerSideEncryption"] == "aws:kms" and key_id in head["SSEKMSKeyId"]
+
+
+def boto3_kms_key(endpoint: str) -> str:
+    import boto3
+
+    kms = boto3.client("kms", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    return kms.create_key()["KeyMetadata"]["KeyId"]
