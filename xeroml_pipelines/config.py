@@ -26,6 +26,7 @@ from xeroml_pipelines.tables import ALL_TABLES, TableName
 CONFIG_ENV = "XEROML_CONFIG"
 DEFAULT_CHDB_DIR = "xeroml-demo-db"
 DEFAULT_EXPORT_DIR = "xeroml-export"
+DEFAULT_WAREHOUSE_FILE = "xeroml-warehouse.duckdb"
 DEMO_PROJECT = "demo"
 DEMO_START = date(2025, 1, 13)
 
@@ -215,6 +216,15 @@ class AzureDestination(_Destination):
 Destination = Annotated[LocalDestination | S3Destination | GCSDestination | AzureDestination, Field(discriminator="provider")]
 
 
+class DuckDBWarehouseConfig(_Strict):
+    type: Literal["duckdb"]
+    path: str = DEFAULT_WAREHOUSE_FILE
+    table_prefix: str = "xeroml_"
+
+
+WarehouseConfig = Annotated[DuckDBWarehouseConfig, Field(discriminator="type")]
+
+
 class ExportConfig(_Strict):
     name: str
     project_id: str
@@ -227,6 +237,7 @@ class ExportConfig(_Strict):
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
     retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
     retry_delay_s: float = Field(default=30, ge=0, description="First retry delay; doubles each time, with jitter")
+    warehouse: WarehouseConfig | None = Field(default=None, description="Where a sensor loads each exported partition")
 
     @field_validator("name")
     @classmethod
@@ -287,6 +298,7 @@ def default_config(root: Path | None = None) -> XeroMLConfig:
                 project_id=DEMO_PROJECT,
                 destination=LocalDestination(provider="local", path=str(root / DEFAULT_EXPORT_DIR)),
                 start_date=DEMO_START,
+                warehouse=DuckDBWarehouseConfig(type="duckdb", path=str(root / DEFAULT_WAREHOUSE_FILE)),
             ),
         ),
     )

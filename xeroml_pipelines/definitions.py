@@ -8,16 +8,21 @@ from xeroml_pipelines.config import XeroMLConfig, load_config
 from xeroml_pipelines.defs.export.assets import build_export_assets, io_manager_key
 from xeroml_pipelines.defs.export.checks import build_export_checks
 from xeroml_pipelines.defs.export.resources import clickhouse_resource, export_io_manager
+from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
+from xeroml_pipelines.defs.warehouse.resources import warehouse_resource, warehouse_resource_key
+from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor
 
 
 def build_definitions(config: XeroMLConfig) -> Definitions:
     clickhouse = clickhouse_resource(config.clickhouse)
     return Definitions(
-        assets=[a for export in config.exports for a in build_export_assets(export)],
-        asset_checks=[c for export in config.exports for c in build_export_checks(export)],
+        assets=[a for e in config.exports for a in (*build_export_assets(e), *build_warehouse_assets(e))],
+        asset_checks=[c for e in config.exports for c in build_export_checks(e)],
+        sensors=[build_load_sensor(e) for e in config.exports if e.warehouse],
         resources={
             "clickhouse": clickhouse,
             **{io_manager_key(e): export_io_manager(e) for e in config.exports},
+            **{warehouse_resource_key(e): warehouse_resource(e) for e in config.exports if e.warehouse},
         },
         # chDB locks its directory to one process: on the embedded engine every step of a run
         # must share the run's process.

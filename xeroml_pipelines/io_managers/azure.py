@@ -12,6 +12,7 @@ import hashlib
 import uuid
 from collections.abc import Generator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError, ServiceRequestError, ServiceResponseError
@@ -207,6 +208,17 @@ class AzureBlobExportIOManager(ExportIOManager):
     def exists(self, key: str) -> bool:
         with self._errors("Get Blob Properties", key):
             return self._container.get_blob_client(key).exists()
+
+    def download(self, key: str, dest: Path) -> None:
+        with self._errors("Get Blob", key):
+            try:
+                downloader = self._container.get_blob_client(key).download_blob()
+            except ResourceNotFoundError as e:
+                if _code(e) == "BlobNotFound":
+                    raise FileNotFoundError(self.uri(key)) from None
+                raise
+            with open(dest, "wb") as f:
+                downloader.readinto(f)
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         with self._errors("List Blobs", prefix):

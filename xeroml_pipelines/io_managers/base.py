@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Protocol
 
 from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext, get_dagster_logger
@@ -71,6 +72,7 @@ class ExportedPartition(BaseModel):
     partition: str
     window: dict[str, str]
     uri: str | None  # None: the partition had no rows and has no data object
+    object_key: str | None
     manifest_uri: str
     rows: int
     bytes: int
@@ -109,6 +111,16 @@ class ExportIOManager(ConfigurableIOManager):
 
     @abstractmethod
     def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def download(self, key: str, dest: Path) -> None:
+        """Stream the object into the file `dest`; `FileNotFoundError` if there is none."""
+
+    def local_copy(self, key: str, directory: Path) -> Path:
+        """A local file holding the object: downloaded into `directory` unless already local."""
+        dest = directory / key.rsplit("/", 1)[-1]
+        self.download(key, dest)
+        return dest
 
     @abstractmethod
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
@@ -251,6 +263,7 @@ class ExportIOManager(ConfigurableIOManager):
             partition=partition,
             window=manifest.window,
             uri=manifest.uri,
+            object_key=manifest.object_key,
             manifest_uri=self.uri(manifest_key),
             rows=manifest.rows,
             bytes=manifest.bytes,

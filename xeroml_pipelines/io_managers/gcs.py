@@ -11,6 +11,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from dagster_gcp import GCSResource
@@ -183,6 +184,14 @@ class GCSExportIOManager(ExportIOManager):
     def exists(self, key: str) -> bool:
         with self._errors("get", key):
             return self._bucket.blob(key).exists(retry=self._retry)
+
+    def download(self, key: str, dest: Path) -> None:
+        with self._errors("download", key):
+            try:
+                self._bucket.blob(key).download_to_filename(str(dest), retry=self._retry)
+            except gexc.NotFound:
+                dest.unlink(missing_ok=True)
+                raise FileNotFoundError(self.uri(key)) from None
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         with self._errors("list", prefix):

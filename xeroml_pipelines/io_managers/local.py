@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -90,6 +91,15 @@ class LocalExportIOManager(ExportIOManager):
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
+
+    def download(self, key: str, dest: Path) -> None:
+        shutil.copyfile(self._path(key), dest)
+
+    def local_copy(self, key: str, directory: Path) -> Path:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(self.uri(key))
+        return path
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         base = self._path(prefix) if prefix else self._root

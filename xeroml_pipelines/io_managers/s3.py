@@ -12,6 +12,7 @@ import base64
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Literal
 
 import boto3
@@ -278,6 +279,16 @@ class S3ExportIOManager(ExportIOManager):
             raise self._translate(e, "HeadObject", key) from None
         except BotoCoreError as e:
             raise self._translate(e, "HeadObject", key) from None
+
+    def download(self, key: str, dest: Path) -> None:
+        try:
+            self._client.download_file(self.bucket, key, str(dest))
+        except ClientError as e:
+            if _code(e) in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.uri(key)) from None
+            raise self._translate(e, "GetObject", key) from None
+        except BotoCoreError as e:
+            raise self._translate(e, "GetObject", key) from None
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         paginator = self._client.get_paginator("list_objects_v2")

@@ -1,0 +1,54 @@
+"""One partitioned asset per loaded table, downstream of its export asset: `[<export>, warehouse, <table>]`.
+
+It receives the exported partition's reference (not its rows) and has the warehouse load it
+idempotently (see `warehouses/merge.py`). A partition without a data file loads nothing.
+"""
+
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+
+from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.defs.export.assets import io_manager_key
+from xeroml_pipelines.defs.export.partitions import partitions_for
+from xeroml_pipelines.defs.warehouse.resources import warehouse_resource_key
+from xeroml_pipelines.io_managers.base import ExportedPartition
+
+# DuckDB takes one writer at a time; cloud warehouses take more, but loads are cheap next to exports.
+WAREHOUSE_POOL = "xeroml_warehouse"
+
+
+def warehouse_key(export: ExportConfig, table: str) -> AssetKey:
+    return AssetKey([export.name, "warehouse", table])
+
+
+def _build(export: ExportConfig, table: str) -> AssetsDefinition:
+    io_key, wh_key = io_manager_key(export), warehouse_resource_key(export)
+    assert export.warehouse is not None
+
+    @asset(
+        key=warehouse_key(export, table),
+        ins={"exported": AssetIn(key=AssetKey([export.name, table]))},
+        partitions_def=partitions_for(export),
+        group_name=f"{export.name}_warehouse",
+        required_resource_keys={io_key, wh_key},
+        kinds={export.warehouse.type},
+        pool=WAREHOUSE_POOL,
+        description=f"{table} of project {export.project_id!r} loaded into {export.warehouse.type}: latest live version per record.",
+    )
+    def _load(context: AssetExecutionContext, exported: ExportedPartition) -> MaterializeResult:
+        io = getattr(context.resources, io_key)
+        result = getattr(context.resources, wh_key).load(table, exported.object_key, export.project_id, io.local_copy)
+        context.log.info(f"{table} {exported.partition}: {result.rows_in_file} lines merged into {result.target}")
+        return MaterializeResult(
+            metadata={
+                "rows_in_file": MetadataValue.int(result.rows_in_file),
+                "live_rows": MetadataValue.int(result.live_rows),
+                "table": MetadataValue.text(result.target),
+                "source": MetadataValue.text(exported.uri or "(no rows)"),
+            }
+        )
+
+    return _load
+
+
+def build_warehouse_assets(export: ExportConfig) -> list[AssetsDefinition]:
+    return [_build(export, table) for table in export.tables] if export.warehouse else []

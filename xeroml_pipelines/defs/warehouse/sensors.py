@@ -1,0 +1,47 @@
+"""The load sensor: an export partition materialized -> a run that loads that partition."""
+
+import json
+from collections import defaultdict
+
+from dagster import AssetKey, AssetRecordsFilter, DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, sensor
+
+from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.defs.warehouse.assets import warehouse_key
+
+
+def build_load_sensor(export: ExportConfig) -> SensorDefinition:
+    watched = {AssetKey([export.name, t]): warehouse_key(export, t) for t in export.tables}
+
+    @sensor(
+        name=f"{export.name}_warehouse_load",
+        asset_selection=list(watched.values()),
+        minimum_interval_seconds=30,
+        default_status=DefaultSensorStatus.RUNNING,
+        description=f"Loads each partition of export {export.name!r} into its warehouse once it is exported.",
+    )
+    def _sensor(context: SensorEvaluationContext):
+        # cursor: the last materialization seen per watched asset (its event storage id)
+        cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        # partition -> {load asset: storage id of the export materialization that asks for it}
+        loads: dict[str, dict[AssetKey, int]] = defaultdict(dict)
+        for export_key, load_key in watched.items():
+            name = export_key.to_user_string()
+            records = context.instance.fetch_materializations(
+                AssetRecordsFilter(asset_key=export_key, after_storage_id=cursor.get(name)), limit=1000, ascending=True
+            ).records
+            for record in records:
+                if record.partition_key:
+                    loads[record.partition_key][load_key] = record.storage_id
+                cursor[name] = record.storage_id
+        for partition, requested in sorted(loads.items()):
+            keys = sorted(requested, key=lambda k: k.to_user_string())
+            yield RunRequest(
+                # one run per new export materialization set: a re-export is loaded again
+                run_key=f"{partition}:" + ",".join(f"{k.path[-1]}@{requested[k]}" for k in keys),
+                partition_key=partition,
+                asset_selection=keys,
+                tags={"xeroml/trigger": "export-materialized"},
+            )
+        context.update_cursor(json.dumps(cursor))
+
+    return _sensor

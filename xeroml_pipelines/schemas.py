@@ -1,0 +1,205 @@
+"""The exported files' schemas: one pydantic model per table is the single source.
+
+From it come the JSON Schema of a line, the BigQuery load schema, and the Snowflake, Redshift and
+DuckDB table DDL. Every field but identity, times and the delete flag is nullable: a tombstone
+line carries only those.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+import typing
+from datetime import datetime
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+LargeText = Annotated[str, "large"]  # prompts and completions: may exceed Redshift's 64 KB VARCHAR
+
+
+class _Line(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Trace(_Line):
+    id: str
+    timestamp: datetime
+    name: str | None = None
+    user_id: str | None = None
+    metadata: dict[str, str] | None = None
+    release: str | None = None
+    version: str | None = None
+    project_id: str
+    environment: str | None = None
+    public: bool | None = None
+    bookmarked: bool | None = None
+    tags: list[str] | None = None
+    input: LargeText | None = None
+    output: LargeText | None = None
+    session_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    event_ts: datetime
+    is_deleted: bool
+
+
+class Observation(_Line):
+    id: str
+    trace_id: str | None = None
+    project_id: str
+    environment: str | None = None
+    type: str | None = None
+    parent_observation_id: str | None = None
+    start_time: datetime
+    end_time: datetime | None = None
+    name: str | None = None
+    metadata: dict[str, str] | None = None
+    level: str | None = None
+    status_message: str | None = None
+    version: str | None = None
+    input: LargeText | None = None
+    output: LargeText | None = None
+    provided_model_name: str | None = None
+    internal_model_id: str | None = None
+    model_parameters: str | None = None
+    provided_usage_details: dict[str, int] | None = None
+    usage_details: dict[str, int] | None = None
+    provided_cost_details: dict[str, float] | None = None
+    cost_details: dict[str, float] | None = None
+    total_cost: float | None = None
+    completion_start_time: datetime | None = None
+    prompt_id: str | None = None
+    prompt_name: str | None = None
+    prompt_version: int | None = None
+    created_at: datetime
+    updated_at: datetime
+    event_ts: datetime
+    is_deleted: bool
+
+
+class Score(_Line):
+    id: str
+    timestamp: datetime
+    project_id: str
+    environment: str | None = None
+    trace_id: str | None = None
+    session_id: str | None = None
+    dataset_run_id: str | None = None
+    observation_id: str | None = None
+    name: str | None = None
+    value: float | None = Field(default=None, description="null for NaN/Infinity, which JSON cannot hold")
+    source: str | None = None
+    comment: str | None = None
+    metadata: dict[str, str] | None = None
+    author_user_id: str | None = None
+    config_id: str | None = None
+    data_type: str | None = None
+    string_value: str | None = None
+    queue_id: str | None = None
+    created_at: datetime
+    updated_at: datetime
+    event_ts: datetime
+    is_deleted: bool
+
+
+class Session(_Line):
+    id: str = Field(description="the session id")
+    project_id: str
+    environments: list[str] | None = None
+    user_ids: list[str] | None = None
+    first_trace_at: datetime | None = None
+    last_trace_at: datetime | None = None
+    trace_count: int | None = None
+    trace_ids: list[str] | None = None
+    tags: list[str] | None = None
+    total_cost: float | None = None
+    usage_details: dict[str, int] | None = None
+    event_ts: datetime
+    is_deleted: bool
+
+
+MODELS: dict[str, type[_Line]] = {"traces": Trace, "observations": Observation, "scores": Score, "sessions": Session}
+
+Dialect = Literal["bigquery", "snowflake", "redshift", "duckdb"]
+
+
+def _unwrap(annotation: object) -> tuple[object, bool, bool]:
+    """(base type, nullable, large) of a field annotation."""
+    nullable = large = False
+    origin = typing.get_origin(annotation)
+    if origin in (Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        nullable = len(args) != len(typing.get_args(annotation))
+        annotation = args[0]
+    if typing.get_origin(annotation) is Annotated:
+        annotation, *extra = typing.get_args(annotation)
+        large = "large" in extra
+    return annotation, nullable, large
+
+
+_SCALARS: dict[type, dict[str, str]] = {
+    str: {"bigquery": "STRING", "snowflake": "VARCHAR", "redshift": "VARCHAR(65535)", "duckdb": "VARCHAR"},
+    datetime: {"bigquery": "TIMESTAMP", "snowflake": "TIMESTAMP_TZ", "redshift": "TIMESTAMPTZ", "duckdb": "TIMESTAMPTZ"},
+    bool: {"bigquery": "BOOL", "snowflake": "BOOLEAN", "redshift": "BOOLEAN", "duckdb": "BOOLEAN"},
+    int: {"bigquery": "INT64", "snowflake": "NUMBER(20, 0)", "redshift": "BIGINT", "duckdb": "BIGINT"},
+    float: {"bigquery": "FLOAT64", "snowflake": "FLOAT", "redshift": "DOUBLE PRECISION", "duckdb": "DOUBLE"},
+}
+_DUCKDB_VALUES = {str: "VARCHAR", int: "UBIGINT", float: "DOUBLE"}
+
+
+def column_type(annotation: object, dialect: Dialect) -> str:
+    base, _, large = _unwrap(annotation)
+    origin = typing.get_origin(base)
+    if origin is dict:
+        value = typing.get_args(base)[1]
+        return {"bigquery": "JSON", "snowflake": "OBJECT", "redshift": "SUPER", "duckdb": f"MAP(VARCHAR, {_DUCKDB_VALUES[value]})"}[dialect]
+    if origin is list:
+        return {"bigquery": "STRING", "snowflake": "ARRAY", "redshift": "SUPER", "duckdb": "VARCHAR[]"}[dialect]
+    if large and dialect == "redshift":
+        return "SUPER"  # holds up to 16 MB; VARCHAR stops at 64 KB
+    return _SCALARS[base][dialect]  # type: ignore[index]
+
+
+def columns(table: str) -> list[tuple[str, object, bool]]:
+    """(name, annotation, nullable) in file order."""
+    return [(name, f.annotation, _unwrap(f.annotation)[1]) for name, f in MODELS[table].model_fields.items()]
+
+
+def json_schema(table: str) -> dict:
+    schema = MODELS[table].model_json_schema()
+    schema["$id"] = f"https://xeroml.dev/schemas/export/{table}.json"
+    return schema
+
+
+def bigquery_schema(table: str) -> list[dict]:
+    """The `schema` of a NEWLINE_DELIMITED_JSON load (also `bq load --schema=file.json`)."""
+    out = []
+    for name, annotation, nullable in columns(table):
+        base, _, _ = _unwrap(annotation)
+        if typing.get_origin(base) is list:
+            out.append({"name": name, "type": "STRING", "mode": "REPEATED"})
+        else:
+            out.append({"name": name, "type": column_type(annotation, "bigquery"), "mode": "NULLABLE" if nullable else "REQUIRED"})
+    return out
+
+
+def ddl(table: str, dialect: Dialect, name: str | None = None) -> str:
+    target = name or f"xeroml_{table}"
+    cols = [
+        f"    {_quote(col, dialect)} {column_type(annotation, dialect)}{'' if nullable else ' NOT NULL'}"
+        for col, annotation, nullable in columns(table)
+    ]
+    return f"CREATE TABLE IF NOT EXISTS {target} (\n" + ",\n".join(cols) + "\n)"
+
+
+def _quote(column: str, dialect: Dialect) -> str:
+    return f"`{column}`" if dialect == "bigquery" else f'"{column}"'
+
+
+def render(table: str, fmt: str) -> str:
+    if fmt == "jsonschema":
+        return json.dumps(json_schema(table), indent=2)
+    if fmt == "bigquery":
+        return json.dumps(bigquery_schema(table), indent=2)
+    return ddl(table, fmt) + ";"  # type: ignore[arg-type]

@@ -1,0 +1,69 @@
+"""The idempotent load of one partition file, as SQL shared by every warehouse.
+
+A record is `(project_id, id)`; the version with the greatest `event_ts` wins. Per load:
+1. the file goes into a staging table (each warehouse has its own way);
+2. its tombstones are remembered in `<target>__tombstones` (greatest `event_ts` per record), so
+   a file loaded out of order can never resurrect a deleted record;
+3. target rows that a tombstone supersedes are deleted;
+4. live staging rows newer than both the target row and any tombstone are merged in.
+Loading the same file twice, or files in any order, gives the same table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xeroml_pipelines import schemas
+
+
+@dataclass(frozen=True)
+class MergeSql:
+    target: str
+    tombstones: str
+    staging: str
+    columns: tuple[str, ...]
+    quote: str = '"'
+
+    def _q(self, name: str) -> str:
+        return f"{self.quote}{name}{self.quote}"
+
+    def tombstones_ddl(self, ts_type: str) -> str:
+        return f"CREATE TABLE IF NOT EXISTS {self.tombstones} (project_id VARCHAR NOT NULL, id VARCHAR NOT NULL, event_ts {ts_type} NOT NULL)"
+
+    def statements(self) -> list[str]:
+        cols = ", ".join(self._q(c) for c in self.columns)
+        values = ", ".join(f"s.{self._q(c)}" for c in self.columns)
+        updates = ", ".join(f"{self._q(c)} = s.{self._q(c)}" for c in self.columns if c not in ("project_id", "id"))
+        key = "t.project_id = s.project_id AND t.id = s.id"
+        return [
+            f"""MERGE INTO {self.tombstones} AS t
+USING (SELECT project_id, id, max(event_ts) AS event_ts FROM {self.staging} WHERE is_deleted GROUP BY project_id, id) AS s
+ON {key}
+WHEN MATCHED AND s.event_ts > t.event_ts THEN UPDATE SET event_ts = s.event_ts
+WHEN NOT MATCHED THEN INSERT (project_id, id, event_ts) VALUES (s.project_id, s.id, s.event_ts)""",
+            f"""DELETE FROM {self.target}
+WHERE EXISTS (
+    SELECT 1 FROM {self.tombstones} AS d
+    JOIN {self.staging} AS s ON s.project_id = d.project_id AND s.id = d.id AND s.is_deleted
+    WHERE d.project_id = {self.target}.project_id AND d.id = {self.target}.id AND d.event_ts >= {self.target}.event_ts
+)""",
+            f"""MERGE INTO {self.target} AS t
+USING (
+    SELECT * FROM {self.staging} AS s
+    WHERE NOT s.is_deleted
+      AND NOT EXISTS (SELECT 1 FROM {self.tombstones} AS d WHERE d.project_id = s.project_id AND d.id = s.id AND d.event_ts >= s.event_ts)
+) AS s
+ON {key}
+WHEN MATCHED AND s.event_ts >= t.event_ts THEN UPDATE SET {updates}
+WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})""",
+        ]
+
+
+def merge_sql(table: str, target: str, staging: str, quote: str = '"') -> MergeSql:
+    return MergeSql(
+        target=target,
+        tombstones=f"{target}__tombstones",
+        staging=staging,
+        columns=tuple(name for name, _, _ in schemas.columns(table)),
+        quote=quote,
+    )
