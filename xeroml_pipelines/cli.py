@@ -100,6 +100,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def cmd_schemas(args: argparse.Namespace) -> int:
+    import json
+
+    from xeroml_pipelines import schemas
+
+    tables = args.table or list(schemas.MODELS)
+    if args.format in ("jsonschema", "bigquery"):
+        rendered = {t: json.loads(schemas.render(t, args.format)) for t in tables}
+        print(json.dumps(rendered if len(tables) > 1 else rendered[tables[0]], indent=2))
+    else:
+        print("\n\n".join(schemas.render(t, args.format) for t in tables))
+    return 0
+
+
 def cmd_ddl(args: argparse.Namespace) -> int:
     from xeroml_pipelines.tables import create_schema_sql
 
@@ -134,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--export", action="append", help="only this export (repeatable)")
     p.add_argument("--deep", action="store_true", help="also read every object and compare its sha256")
     p.set_defaults(fn=cmd_verify)
+
+    p = sub.add_parser("schemas", help="print the exported files' schemas (from the pydantic models)")
+    p.add_argument("--format", choices=["jsonschema", "bigquery", "snowflake", "redshift", "duckdb"], default="jsonschema")
+    p.add_argument("--table", action="append", choices=["traces", "observations", "scores", "sessions"])
+    p.set_defaults(fn=cmd_schemas)
 
     p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")
     p.add_argument("--database", default="default")

@@ -237,6 +237,9 @@ class ExportConfig(_Strict):
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
     retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
     retry_delay_s: float = Field(default=30, ge=0, description="First retry delay; doubles each time, with jitter")
+    max_partitions_per_run: int = Field(
+        default=31, ge=1, le=744, description="Backfills: partitions exported by one run with one query per table"
+    )
     warehouse: WarehouseConfig | None = Field(default=None, description="Where a sensor loads each exported partition")
 
     @field_validator("name")

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import zstandard
 from dagster import AssetKey, DagsterInstance, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ClickHouseConfig, ExportConfig, LocalDestination, XeroMLConfig
@@ -56,6 +57,7 @@ class Exporter:
         self,
         partition: str,
         tables: tuple[str, ...] = ("traces", "observations", "scores", "sessions"),
+        until: str | None = None,
         batch_rows: int | None = None,
         instance: DagsterInstance | None = None,
         **export: Any,
@@ -65,6 +67,9 @@ class Exporter:
         if batch_rows:
             resources["clickhouse"] = resources["clickhouse"].model_copy(update={"batch_rows": batch_rows})
         assets = [defs.get_assets_def(AssetKey(["exp", t])) for t in tables]
+        if until:  # a range run, as a backfill with a multi-partition policy launches it
+            tags = {ASSET_PARTITION_RANGE_START_TAG: partition, ASSET_PARTITION_RANGE_END_TAG: until}
+            return materialize(assets, tags=tags, resources=resources, instance=instance)
         return materialize(assets, partition_key=partition, resources=resources, instance=instance)
 
     def path(self, table: str, rel: str, ext: str = ".jsonl") -> Path:

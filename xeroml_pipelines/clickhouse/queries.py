@@ -20,6 +20,7 @@ from xeroml_pipelines.tables import SOURCES, SourceTable
 _P = "{project_id:String}"
 _START = "{window_start:DateTime64(3, 'UTC')}"
 _END = "{window_end:DateTime64(3, 'UTC')}"
+_BUCKET_MS = "{bucket_ms:UInt64}"
 
 # Settings that shape what ClickHouse hands us, pinned so a server upgrade cannot change the
 # files. In the SQL text, not per-call settings: on chDB per-call settings turn a stream into
@@ -61,6 +62,15 @@ def _in_window(column: str) -> str:
     return f"`{column}` >= {_START} AND `{column}` < {_END}"
 
 
+def window_column(table: SourceTable, mode: Mode) -> str:
+    return "event_ts" if mode == "incremental" else table.event_time
+
+
+def _bucket(column: str) -> str:
+    """The partition a row belongs to: whole buckets (days or hours) since the epoch, in UTC."""
+    return f"intDiv(toUnixTimestamp64Milli(`{column}`), {_BUCKET_MS})"
+
+
 def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> str:
     """WHERE clause selecting the latest version rows of the records that belong to the window."""
     t = _table(database, table.name)
@@ -68,26 +78,30 @@ def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> st
         # A version older than the window cannot be the latest of a record that has one in the
         # window, so only versions from the window start on are looked at.
         latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {_P} AND event_ts >= {_START} GROUP BY id"
-        window_col = "event_ts"
     else:
         candidates = f"SELECT id FROM {t} WHERE project_id = {_P} AND {_in_window(table.event_time)}"
         latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {_P} AND id IN ({candidates}) GROUP BY id"
-        window_col = table.event_time
-    return f"project_id = {_P} AND {_in_window(window_col)} AND (id, event_ts) IN ({latest})"
+    return f"project_id = {_P} AND {_in_window(window_column(table, mode))} AND (id, event_ts) IN ({latest})"
 
 
-def records_query(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
+def records_query(table_name: str, database: str, mode: Mode, block_rows: int, ranged: bool = False) -> str:
+    """Rows of one window, or of several (`ranged`): then ordered by partition first, so the
+    stream can be cut into one file per partition. Each row carries `_bucket` (its partition) and
+    `_row_hash` (for the partition's fingerprint); neither is written to the file."""
     table = SOURCES[table_name]
     projection = ",\n    ".join(f"{_export_expr(c.name, c.type)} AS `{c.name}`" for c in table.columns)
+    order = ("_bucket", *table.export_order_by) if ranged else table.export_order_by
     # The cleaning projection sits outside: aliases named like columns would otherwise shadow
     # them in WHERE/ORDER BY and defeat the primary index.
     return f"""SELECT
+    _bucket,
+    cityHash64(`id`, `event_ts`) AS _row_hash,
     {projection}
 FROM (
-    SELECT *
+    SELECT *, {_bucket(window_column(table, mode))} AS _bucket
     FROM {_table(database, table.name)}
     WHERE {latest_in_window_filter(table, database, mode)}
-    ORDER BY {", ".join(table.export_order_by)}
+    ORDER BY {", ".join(order)}
     LIMIT 1 BY id
 )
 {_settings(block_rows)}"""
@@ -106,7 +120,7 @@ def sessions_query(database: str, mode: Mode, block_rows: int) -> str:
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
     return f"""WITH
 window_sessions AS (
-    SELECT DISTINCT session_id FROM {t}
+    SELECT DISTINCT {_bucket(window_column(traces, mode))} AS _bucket, session_id FROM {t}
     WHERE {latest_in_window_filter(traces, database, mode)} AND session_id IS NOT NULL AND session_id != ''
 ),
 session_traces AS (
@@ -137,28 +151,52 @@ trace_costs AS (
         HAVING v.2 = 0 AND v.1 IN (SELECT trace_id FROM session_traces WHERE deleted = 0)
     )
     GROUP BY trace_id
+),
+sessions AS (
+    SELECT
+        session_id,
+        arraySort(groupUniqArrayIf(environment, deleted = 0)) AS environments,
+        arraySort(groupUniqArrayIf(assumeNotNull(user_id), deleted = 0 AND user_id IS NOT NULL)) AS user_ids,
+        minIf(ts, deleted = 0) AS first_trace_at,
+        maxIf(ts, deleted = 0) AS last_trace_at,
+        countIf(deleted = 0) AS trace_count,
+        arraySort(groupArrayIf(trace_id, deleted = 0)) AS trace_ids,
+        arraySort(groupUniqArrayArrayIf(tags, deleted = 0)) AS tags,
+        toFloat64(sumIf(cost, deleted = 0)) AS total_cost,
+        sumMapIf(usage, deleted = 0 AND length(mapKeys(usage)) > 0) AS usage_details,
+        greatest(max(version), max(obs_version)) AS event_ts
+    FROM session_traces LEFT JOIN trace_costs USING (trace_id)
+    GROUP BY session_id
 )
 SELECT
-    toValidUTF8(session_id) AS id,
+    w._bucket AS _bucket,
+    cityHash64(s.session_id, s.event_ts) AS _row_hash,
+    toValidUTF8(s.session_id) AS id,
     toValidUTF8({_P}) AS project_id,
-    arrayMap(x -> toValidUTF8(x), arraySort(groupUniqArrayIf(environment, deleted = 0))) AS environments,
-    arrayMap(x -> toValidUTF8(x), arraySort(groupUniqArrayIf(assumeNotNull(user_id), deleted = 0 AND user_id IS NOT NULL))) AS user_ids,
-    minIf(ts, deleted = 0) AS first_trace_at,
-    maxIf(ts, deleted = 0) AS last_trace_at,
-    countIf(deleted = 0) AS trace_count,
-    arrayMap(x -> toValidUTF8(x), arraySort(groupArrayIf(trace_id, deleted = 0))) AS trace_ids,
-    arrayMap(x -> toValidUTF8(x), arraySort(groupUniqArrayArrayIf(tags, deleted = 0))) AS tags,
-    toFloat64(sumIf(cost, deleted = 0)) AS total_cost,
-    mapApply((k, v) -> (toValidUTF8(k), v), sumMapIf(usage, deleted = 0 AND length(mapKeys(usage)) > 0)) AS usage_details,
-    greatest(max(version), max(obs_version)) AS event_ts,
-    toBool(countIf(deleted = 0) = 0) AS is_deleted
-FROM session_traces LEFT JOIN trace_costs USING (trace_id)
-GROUP BY session_id
-ORDER BY session_id
+    arrayMap(x -> toValidUTF8(x), s.environments) AS environments,
+    arrayMap(x -> toValidUTF8(x), s.user_ids) AS user_ids,
+    s.first_trace_at AS first_trace_at,
+    s.last_trace_at AS last_trace_at,
+    s.trace_count AS trace_count,
+    arrayMap(x -> toValidUTF8(x), s.trace_ids) AS trace_ids,
+    arrayMap(x -> toValidUTF8(x), s.tags) AS tags,
+    s.total_cost AS total_cost,
+    mapApply((k, v) -> (toValidUTF8(k), v), s.usage_details) AS usage_details,
+    s.event_ts AS event_ts,
+    toBool(s.trace_count = 0) AS is_deleted
+FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
+ORDER BY _bucket, s.session_id
 {_settings(block_rows)}, join_use_nulls = 0"""
 
 
-def query_for(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
+def query_for(table_name: str, database: str, mode: Mode, block_rows: int, ranged: bool = False) -> str:
     if table_name == "sessions":
         return sessions_query(database, mode, block_rows)
-    return records_query(table_name, database, mode, block_rows)
+    return records_query(table_name, database, mode, block_rows, ranged)
+
+
+def fingerprint_query(table_name: str, database: str, mode: Mode) -> str:
+    """Per partition of a window (range): rows and the XOR of their `_row_hash`, from the very
+    query an export runs, so a manifest's fingerprint and a recount can only differ if the data did."""
+    body = query_for(table_name, database, mode, 65_536).rsplit("\nSETTINGS", 1)[0]
+    return f"SELECT _bucket, count() AS rows, groupBitXor(_row_hash) AS fingerprint FROM ({body}) GROUP BY _bucket ORDER BY _bucket"

@@ -25,6 +25,7 @@ class Manifest(BaseModel):
     bytes: int  # as stored (after compression)
     uncompressed_bytes: int
     sha256: str | None  # of the stored bytes
+    fingerprint: str  # XOR of cityHash64(id, event_ts) over the lines: what a recount in ClickHouse compares
     query_started_at: str
     query_seconds: float
     exported_at: str

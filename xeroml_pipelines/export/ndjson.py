@@ -15,14 +15,14 @@ TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S%.3fZ"
 
 @dataclass(frozen=True)
 class Chunk:
+    bucket: int  # the partition these lines belong to (see `Window.bucket`)
     data: bytes
     rows: int
     tombstones: int
+    fingerprint: int  # XOR of the rows' cityHash64(id, event_ts), as ClickHouse computes it
 
 
-def _frame(batch: pa.RecordBatch, tombstone_columns: frozenset[str]) -> tuple[pl.DataFrame, int]:
-    df = pl.from_arrow(batch)
-    assert isinstance(df, pl.DataFrame)
+def _frame(df: pl.DataFrame, tombstone_columns: frozenset[str]) -> tuple[pl.DataFrame, int]:
     exprs = []
     tombstones = int(df["is_deleted"].sum())
     for name, dtype in df.schema.items():
@@ -37,18 +37,24 @@ def _frame(batch: pa.RecordBatch, tombstone_columns: frozenset[str]) -> tuple[pl
 
 
 def serialize(batches: Iterable[pa.RecordBatch], tombstone_columns: Iterable[str]) -> Iterator[Chunk]:
+    """One chunk per partition run within each batch; rows arrive ordered by partition."""
     keep = frozenset(tombstone_columns)
     buffer = BytesIO()
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        df, tombstones = _frame(batch, keep)
-        buffer.seek(0)
-        buffer.truncate()
-        df.write_ndjson(buffer)
-        data = buffer.getvalue()
-        # JSON escapes newlines inside strings, so lines == rows; anything else is a serializer bug.
-        lines = data.count(b"\n")
-        if lines != df.height:
-            raise RuntimeError(f"serializer wrote {lines} lines for {df.height} rows")
-        yield Chunk(data, df.height, tombstones)
+        whole = pl.from_arrow(batch)
+        assert isinstance(whole, pl.DataFrame)
+        for part in whole.partition_by("_bucket", maintain_order=True):
+            bucket = int(part["_bucket"][0])
+            fingerprint = int(part.select(pl.col("_row_hash").bitwise_xor()).item())
+            df, tombstones = _frame(part.drop("_bucket", "_row_hash"), keep)
+            buffer.seek(0)
+            buffer.truncate()
+            df.write_ndjson(buffer)
+            data = buffer.getvalue()
+            # JSON escapes newlines inside strings, so lines == rows; anything else is a serializer bug.
+            lines = data.count(b"\n")
+            if lines != df.height:
+                raise RuntimeError(f"serializer wrote {lines} lines for {df.height} rows")
+            yield Chunk(bucket, data, df.height, tombstones, fingerprint)

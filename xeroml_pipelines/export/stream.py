@@ -17,9 +17,15 @@ from xeroml_pipelines.export.window import Mode, Window
 
 @dataclass(frozen=True)
 class ExportStream:
+    """One or several consecutive partitions (a range backfill): one query, one file each."""
+
     export_name: str
     project_id: str
     table: str
     mode: Mode
-    window: Window
+    partitions: tuple[tuple[str, Window], ...]  # (partition key, its window), in time order
     open: Callable[[], AbstractContextManager[Iterator[pa.RecordBatch]]]
+
+    @property
+    def window(self) -> Window:
+        return Window(self.partitions[0][1].start, self.partitions[-1][1].end)

@@ -40,6 +40,15 @@ class Window:
         day = self.start.strftime("%Y-%m-%d")
         return day if self.cadence == "daily" else f"{day}/{self.start:%H}"
 
+    @property
+    def step_ms(self) -> int:
+        return int(_STEP[self.cadence].total_seconds() * 1000)
+
+    @property
+    def bucket(self) -> int:
+        """The `_bucket` ClickHouse computes for rows of this window (see `clickhouse.queries`)."""
+        return int(self.start.timestamp() * 1000) // self.step_ms
+
     def sql_params(self) -> dict[str, str]:
         fmt = "%Y-%m-%d %H:%M:%S.%f"
         return {"window_start": self.start.strftime(fmt)[:-3], "window_end": self.end.strftime(fmt)[:-3]}

@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression, compressor
 from xeroml_pipelines.export.manifest import Manifest
-from xeroml_pipelines.export.ndjson import serialize
+from xeroml_pipelines.export.ndjson import Chunk, serialize
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.export.window import Window
 from xeroml_pipelines.identifiers import validate_prefix
@@ -153,88 +153,50 @@ class ExportIOManager(ConfigurableIOManager):
     def handle_output(self, context: OutputContext, obj: ExportStream) -> None:
         if not isinstance(obj, ExportStream):
             raise TypeError(f"{type(self).__name__} stores ExportStream outputs, got {type(obj).__name__}")
-        partition_window = context.asset_partitions_time_window
-        if (obj.window.start, obj.window.end) != (partition_window.start, partition_window.end):
-            raise ValueError(f"stream window {obj.window} does not match partition window {partition_window}")
+        if [key for key, _ in obj.partitions] != list(context.asset_partition_keys):
+            raise ValueError(f"stream partitions {[k for k, _ in obj.partitions]} do not match the run's {context.asset_partition_keys}")
         try:
-            manifest = self._export(obj, context.asset_partition_key, context.run_id)
+            manifests = self._export(obj, context.run_id)
         except DestinationError as e:
             if e.permanent:
                 raise Failure(description=str(e), allow_retries=False) from None
             raise
-        context.add_output_metadata(_metadata(manifest))
-        context.log.info(
-            f"{obj.table} {manifest.partition}: {manifest.rows} rows ({manifest.tombstones} tombstones), "
-            f"{manifest.bytes} bytes -> {manifest.uri or 'no data object (zero rows)'}"
-        )
+        for m in manifests:
+            # partition-scoped: a range run still reports each partition's own numbers
+            context.step_context.add_asset_metadata(_metadata(m), partition_key=m.partition)
+            context.log.info(
+                f"{obj.table} {m.partition}: {m.rows} rows ({m.tombstones} tombstones), "
+                f"{m.bytes} bytes -> {m.uri or 'no data object (zero rows)'}"
+            )
 
-    def _export(self, stream: ExportStream, partition: str, run_id: str | None) -> Manifest:
-        data_key = self.data_key(stream.table, stream.window)
-        manifest_key = self.manifest_key(stream.table, stream.window)
+    def _export(self, stream: ExportStream, run_id: str | None) -> list[Manifest]:
+        """Stream the rows into one object per partition, committing each as soon as the stream
+        moves past it. A failure leaves earlier partitions committed and later ones untouched."""
         tombstone_columns = SESSION_TOMBSTONE_COLUMNS if stream.table == "sessions" else SOURCES[stream.table].tombstone_columns
-        digest = hashlib.sha256()
-        z = compressor(self.compression)
-        rows = tombstones = stored = raw = 0
-        upload: StagedUpload | None = None
-        started_at = datetime.now(timezone.utc)
-        t0 = time.perf_counter()
-
-        def put(data: bytes) -> None:
-            nonlocal stored
-            if data:
-                assert upload is not None
-                upload.write(data)
-                digest.update(data)
-                stored += len(data)
-
+        clock = _Clock()
+        manifests: list[Manifest] = []
+        pending = list(stream.partitions)
+        current: _PartitionWriter | None = None
         try:
             with stream.open() as batches:
                 for chunk in serialize(batches, tombstone_columns):
-                    if upload is None:
-                        upload = self.open_upload(data_key)
-                    rows += chunk.rows
-                    tombstones += chunk.tombstones
-                    raw += len(chunk.data)
-                    put(z.compress(chunk.data))
-            if upload is not None:
-                put(z.flush())
-            query_seconds = time.perf_counter() - t0
-            sha256 = digest.hexdigest() if rows else None
-            with self.partition_lock(manifest_key):
-                previous = self.read_manifest(manifest_key)
-                if upload is not None:
-                    upload.commit(stored, digest.hexdigest())
-                    upload = None
-                else:
-                    # Zero rows: a file from an earlier run of this window would now be a duplicate.
-                    self._remove(data_key)
-                if previous and previous.object_key and previous.object_key != (data_key if rows else None):
-                    self._remove(previous.object_key)
-                manifest = Manifest(
-                    export=stream.export_name,
-                    project_id=stream.project_id,
-                    table=stream.table,
-                    partition=partition,
-                    mode=stream.mode,
-                    window=stream.window.as_dict(),
-                    object_key=data_key if rows else None,
-                    uri=self.uri(data_key) if rows else None,
-                    compression=self.compression,
-                    rows=rows,
-                    tombstones=tombstones,
-                    bytes=stored,
-                    uncompressed_bytes=raw,
-                    sha256=sha256,
-                    query_started_at=started_at.isoformat().replace("+00:00", "Z"),
-                    query_seconds=round(query_seconds, 3),
-                    exported_at=datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-                    run_id=run_id,
-                )
-                self.write_small(manifest_key, manifest.model_dump_json(indent=2).encode())
-            return manifest
+                    while current is None or current.window.bucket != chunk.bucket:
+                        if current is not None:
+                            manifests.append(current.commit(clock, run_id))
+                        if not pending or pending[0][1].bucket > chunk.bucket:
+                            raise RuntimeError(f"rows of partition bucket {chunk.bucket} arrived outside or out of order for {stream.table}")
+                        key, window = pending.pop(0)
+                        current = _PartitionWriter(self, stream, key, window)
+                    current.add(chunk)
+            if current is not None:
+                manifests.append(current.commit(clock, run_id))
+                current = None
+            for key, window in pending:  # partitions of the range without a single row
+                manifests.append(_PartitionWriter(self, stream, key, window).commit(clock, run_id))
+            return manifests
         finally:
-            if upload is not None:
-                upload.abort()
+            if current is not None:
+                current.abort()
 
     def _remove(self, key: str) -> None:
         try:
@@ -311,6 +273,95 @@ def verify(io: ExportIOManager, table: str, deep: bool = False) -> VerifyReport:
         if key not in referenced and size > 0:
             problems.append(f"{io.uri(key)}: data object without a manifest (partial run or stale file)")
     return VerifyReport(table, len(manifest_keys), len(objects), tuple(problems))
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.started_at = datetime.now(timezone.utc)
+        self._t0 = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return round(time.perf_counter() - self._t0, 3)
+
+
+def _utc(t: datetime) -> str:
+    return t.isoformat().replace("+00:00", "Z")
+
+
+class _PartitionWriter:
+    """One partition's object: compressed, hashed and counted as it streams, then committed."""
+
+    def __init__(self, io: ExportIOManager, stream: ExportStream, partition: str, window: Window) -> None:
+        self.io, self.stream, self.partition, self.window = io, stream, partition, window
+        self.data_key = io.data_key(stream.table, window)
+        self.manifest_key = io.manifest_key(stream.table, window)
+        self._z = compressor(io.compression)
+        self._digest = hashlib.sha256()
+        self._upload: StagedUpload | None = None
+        self.rows = self.tombstones = self.stored = self.raw = self.fingerprint = 0
+
+    def _put(self, data: bytes) -> None:
+        if data:
+            if self._upload is None:
+                self._upload = self.io.open_upload(self.data_key)
+            self._upload.write(data)
+            self._digest.update(data)
+            self.stored += len(data)
+
+    def add(self, chunk: Chunk) -> None:
+        self.rows += chunk.rows
+        self.tombstones += chunk.tombstones
+        self.raw += len(chunk.data)
+        self.fingerprint ^= chunk.fingerprint
+        self._put(self._z.compress(chunk.data))
+
+    def abort(self) -> None:
+        if self._upload is not None:
+            self._upload.abort()
+            self._upload = None
+
+    def commit(self, clock: _Clock, run_id: str | None) -> Manifest:
+        io = self.io
+        try:
+            if self.rows:
+                self._put(self._z.flush())
+            with io.partition_lock(self.manifest_key):
+                previous = io.read_manifest(self.manifest_key)
+                if self._upload is not None:
+                    self._upload.commit(self.stored, self._digest.hexdigest())
+                    self._upload = None
+                else:
+                    # Zero rows: a file from an earlier run of this window would now be a duplicate.
+                    io._remove(self.data_key)
+                object_key = self.data_key if self.rows else None
+                if previous and previous.object_key and previous.object_key != object_key:
+                    io._remove(previous.object_key)
+                manifest = Manifest(
+                    export=self.stream.export_name,
+                    project_id=self.stream.project_id,
+                    table=self.stream.table,
+                    partition=self.partition,
+                    mode=self.stream.mode,
+                    window=self.window.as_dict(),
+                    object_key=object_key,
+                    uri=io.uri(self.data_key) if self.rows else None,
+                    compression=io.compression,
+                    rows=self.rows,
+                    tombstones=self.tombstones,
+                    bytes=self.stored,
+                    uncompressed_bytes=self.raw,
+                    sha256=self._digest.hexdigest() if self.rows else None,
+                    fingerprint=f"{self.fingerprint:016x}",
+                    query_started_at=_utc(clock.started_at),
+                    query_seconds=clock.seconds,
+                    exported_at=_utc(datetime.now(timezone.utc)),
+                    run_id=run_id,
+                )
+                io.write_small(self.manifest_key, manifest.model_dump_json(indent=2).encode())
+            return manifest
+        finally:
+            self.abort()
 
 
 def _metadata(m: Manifest) -> dict[str, MetadataValue]:
