@@ -237,6 +237,8 @@ class ExportConfig(_Strict):
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
     retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
     retry_delay_s: float = Field(default=30, ge=0, description="First retry delay; doubles each time, with jitter")
+    recheck_days: int = Field(default=7, ge=0, le=90, description="Late data: partitions younger than this are recounted (0: never)")
+    recheck_interval_minutes: int = Field(default=60, ge=1, description="Late data: how often they are recounted")
     max_partitions_per_run: int = Field(
         default=31, ge=1, le=744, description="Backfills: partitions exported by one run with one query per table"
     )
@@ -260,6 +262,14 @@ class ExportConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"tables are listed twice: {sorted(t for t in set(v) if v.count(t) > 1)}")
         return v
+
+    @model_validator(mode="after")
+    def _lag_fits_cadence(self) -> ExportConfig:
+        if self.cadence == "hourly" and self.lag_minutes >= 60:
+            raise ValueError("lag_minutes must be under 60 for an hourly export (the next hour's run would start first)")
+        if self.cadence == "daily" and self.lag_minutes >= 24 * 60:
+            raise ValueError("lag_minutes must be under 1440 for a daily export")
+        return self
 
     @field_validator("start_date")
     @classmethod

@@ -9,9 +9,10 @@ clickhouse-connect's chDB backend materializes a whole result before its first b
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -24,6 +25,9 @@ from xeroml_pipelines.identifiers import validate_clickhouse_url, validate_ident
 from xeroml_pipelines.tables import create_schema_sql
 
 
+T = TypeVar("T")
+
+
 class ClickHouseResource(ConfigurableResource):
     """Where XeroML's tables live. `url` is `https://host:8443`, `http://host:8123` or `chdb:///path`."""
 
@@ -32,6 +36,7 @@ class ClickHouseResource(ConfigurableResource):
     password: str | None = Field(default=None, description="Secret: give it as EnvVar('...')")
     database: str = "default"
     batch_rows: int = Field(default=8_192, ge=1, description="Rows per ClickHouse block / Arrow batch handed to the serializer")
+    embedded_wait_s: float = Field(default=120, ge=0, description="chDB only: how long to wait while another process holds the engine")
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -57,7 +62,7 @@ class ClickHouseResource(ConfigurableResource):
         if self._client is None:
             if self.is_embedded:
                 os.makedirs(self.chdb_path, exist_ok=True)
-                self._client = clickhouse_connect.get_client(dsn=f"chdb://{self.chdb_path}")
+                self._client = self._wait_for_engine(lambda: clickhouse_connect.get_client(dsn=f"chdb://{self.chdb_path}"))
             else:
                 parsed = urlparse(self.url)
                 self._client = clickhouse_connect.get_client(
@@ -69,6 +74,30 @@ class ClickHouseResource(ConfigurableResource):
                     database=self.database,
                 )
         return self._client
+
+    def _wait_for_engine(self, open_engine: Callable[[], T]) -> T:
+        """chDB locks its folder to one process at a time: a run, the late-data sensor, or the
+        CLI. Another process holding it is waited for, not failed on."""
+        deadline = time.monotonic() + self.embedded_wait_s
+        delay = 0.2
+        while True:
+            try:
+                return open_engine()
+            except Exception as e:
+                if not _engine_locked(e) or time.monotonic() >= deadline:
+                    if _engine_locked(e):
+                        raise EmbeddedEngineBusy(
+                            f"the embedded ClickHouse at {self.chdb_path} is held by another process for more than {self.embedded_wait_s:.0f}s"
+                        ) from None
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def close(self) -> None:
+        """Release the connection (on chDB: the engine's lock, for other processes)."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def create_schema(self) -> None:
         client = self.get_client()
@@ -85,7 +114,7 @@ class ClickHouseResource(ConfigurableResource):
             import chdb
 
             self.get_client()  # the engine path is opened (and created) once, through one place
-            conn = chdb.connect(self.chdb_path)
+            conn = self._wait_for_engine(lambda: chdb.connect(self.chdb_path))
             result = None
             try:
                 result = conn.send_query(sql, "Arrow", params=parameters)
@@ -99,6 +128,13 @@ class ClickHouseResource(ConfigurableResource):
                 yield (batch for table in stream for batch in table.to_batches(max_chunksize=self.batch_rows))
 
     def teardown_after_execution(self, context) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        self.close()
+
+
+class EmbeddedEngineBusy(RuntimeError):
+    pass
+
+
+def _engine_locked(e: BaseException) -> bool:
+    text = str(e)
+    return "Cannot lock file" in text or "Another server instance" in text or "Error initializing EmbeddedServer" in text
