@@ -355,18 +355,24 @@ def test_hourly_cadence_layout(exporter: Exporter) -> None:
     assert m["window"] == {"start": "2025-01-15T13:00:00.000Z", "end": "2025-01-15T14:00:00.000Z"}
 
 
-def test_export_inside_the_lag_warns_that_rows_may_be_in_flight(exporter: Exporter) -> None:
-    from datetime import datetime, timedelta, timezone
+def test_export_inside_the_lag_warns_that_rows_may_be_in_flight(exporter: Exporter, monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import datetime, timezone
 
-    from dagster import AssetKey, DagsterInstance, materialize
+    from dagster import DagsterInstance
 
-    from xeroml_pipelines.definitions import build_definitions
+    from xeroml_pipelines.defs.export import assets
 
-    yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
-    defs = build_definitions(exporter.config(tables=("traces",), start_date=yesterday.isoformat(), lag_minutes=3 * 24 * 60))
+    class FrozenClock(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return datetime(2025, 1, 16, 0, 5, tzinfo=timezone.utc)  # the 15th closed 5 minutes ago
+
+    monkeypatch.setattr(assets, "datetime", FrozenClock)
     with DagsterInstance.ephemeral() as instance:
-        result = materialize(
-            [defs.get_assets_def(AssetKey(["exp", "traces"]))], partition_key=yesterday.isoformat(), resources=defs.resources, instance=instance
-        )
+        result = exporter.run("2025-01-15", tables=("traces",), lag_minutes=20, instance=instance)
         messages = [e.user_message for e in instance.all_logs(result.run_id)]
-    assert any("in flight" in m for m in messages)
+    assert any("in flight" in m and "2025-01-16 00:20" in m for m in messages)
+    monkeypatch.setattr(assets, "datetime", datetime)
+    with DagsterInstance.ephemeral() as instance:
+        result = exporter.run("2025-01-15", tables=("traces",), lag_minutes=20, instance=instance)
+        assert not any("in flight" in e.user_message for e in instance.all_logs(result.run_id))

@@ -40,7 +40,7 @@ def test_asset_check_reports_through_dagster(exporter: Exporter) -> None:
     insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
     defs = build_definitions(exporter.config(tables=("traces",)))
     asset = defs.get_assets_def(AssetKey(["exp", "traces"]))
-    (check,) = [c for c in defs.asset_checks if asset.key in {k.asset_key for k in c.check_keys}]
+    (check,) = [c for c in defs.asset_checks if {(k.asset_key, k.name) for k in c.check_keys} == {(asset.key, "files_match_manifests")}]
     result = materialize([asset, check], partition_key="2025-01-15", resources=defs.resources)
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["manifests"].value == 1

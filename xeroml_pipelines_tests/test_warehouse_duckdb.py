@@ -90,7 +90,7 @@ def test_failed_load_changes_nothing(tmp_path: Path) -> None:
 def test_sensor_requests_the_load_of_each_exported_partition(exporter: Exporter, tmp_path: Path) -> None:
     insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00"), trace("b", "2025-01-16 10:00")])
     defs = build_definitions(exporter.config(warehouse={"type": "duckdb", "path": str(tmp_path / "w.duckdb")}))
-    (sensor,) = defs.sensors
+    sensor = next(s for s in defs.sensors if s.name == "exp_warehouse_load")
     exports = [defs.get_assets_def(AssetKey(["exp", t])) for t in ("traces", "sessions")]
     with DagsterInstance.ephemeral() as instance:
         for day in ("2025-01-15", "2025-01-16"):
