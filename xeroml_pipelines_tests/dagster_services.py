@@ -1,0 +1,94 @@
+"""dagster-webserver and dagster-daemon on 127.0.0.1 with the project's workspace.yaml and a
+temporary DAGSTER_HOME, driven through the webserver's GraphQL API as the UI drives it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from xeroml_pipelines_tests.emulators import REPO, free_port
+
+BIN = Path(sys.executable).parent
+
+
+class DagsterServices:
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home = home
+        home.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
+        self.port = free_port()
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> DagsterServices:
+        workspace = str(REPO / "workspace.yaml")
+        for name, argv in (
+            ("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", workspace]),
+            ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
+        ):
+            log = open(self.home / f"{name}.log", "ab")
+            # its own process group: the code servers and run workers it spawns stop with it
+            self.procs.append(subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+        self._wait_until_loaded()
+        return self
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in self.procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self.procs.clear()
+
+    def logs(self) -> str:
+        return "\n".join((self.home / f"{n}.log").read_text(errors="replace")[-4000:] for n in ("webserver", "daemon"))
+
+    def graphql(self, query: str, **variables: Any) -> dict:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/graphql",
+            data=json.dumps({"query": query, "variables": variables}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            body = json.loads(response.read())
+        if body.get("errors"):
+            raise RuntimeError(f"GraphQL errors: {body['errors']}")
+        return body["data"]
+
+    def _wait_until_loaded(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        while time.monotonic() < deadline:
+            try:
+                (entry,) = self.graphql(query)["workspaceOrError"]["locationEntries"]
+                if entry["loadStatus"] == "LOADED":
+                    if entry["locationOrLoadError"]["__typename"] != "RepositoryLocation":
+                        raise RuntimeError(f"code location failed to load: {entry['locationOrLoadError']}")
+                    return
+            except OSError:
+                pass
+            if any(p.poll() is not None for p in self.procs):
+                raise RuntimeError(f"dagster services exited:\n{self.logs()}")
+            time.sleep(1)
+        raise TimeoutError(f"webserver did not load the code location in {timeout}s:\n{self.logs()}")
+
+    def wait_for(self, predicate, timeout: float, what: str, poll: float = 2):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(poll)
+        raise TimeoutError(f"{what} did not happen in {timeout}s:\n{self.logs()}")
