@@ -12,6 +12,7 @@ from xeroml_pipelines.config import DEMO_START, ConfigError, XeroMLConfig, load_
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.defs.export.partitions import partitions_for
 from xeroml_pipelines.defs.export.resources import clickhouse_resource
+from xeroml_pipelines.defs.warehouse.assets import warehouse_key
 from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
 
 
@@ -34,7 +35,11 @@ def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, l
     for export in config.exports:
         if export_names and export.name not in export_names:
             continue
-        assets = [defs.get_assets_def(AssetKey([export.name, t])) for t in export.tables]
+        # the export, then its warehouse load (what the sensor does in a deployment)
+        keys = [AssetKey([export.name, t]) for t in export.tables]
+        if export.warehouse:
+            keys += [warehouse_key(export, t) for t in export.tables]
+        assets = [defs.get_assets_def(k) for k in keys]
         for key in _partition_keys(export, first, last):
             result = materialize(
                 assets, partition_key=key, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
@@ -43,10 +48,13 @@ def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, l
             rows = {
                 e.materialization.asset_key.path[-1]: e.materialization.metadata["rows"].value
                 for e in result.get_asset_materialization_events()
+                if "rows" in e.materialization.metadata
             }
             status = "ok" if result.success else "FAILED"
             print(f"{export.name} {key}: {status} " + " ".join(f"{t}={n}" for t, n in rows.items()), flush=True)
         print(f"{export.name}: files under {export.destination.location}")
+        if export.warehouse:
+            print(f"{export.name}: loaded into {export.warehouse.type} {export.warehouse.path} (tables {export.warehouse.table_prefix}*)")
     return failures
 
 

@@ -131,3 +131,27 @@ def test_warehouse_holds_exactly_the_latest_live_records(exporter: Exporter, tmp
         assert con.execute("SELECT id, name FROM xeroml_traces ORDER BY id").fetchall() == [("a", "a2"), ("b", "chat")]
         assert con.execute("SELECT id, trace_count, total_cost FROM xeroml_sessions").fetchall() == [("s", 1, 2.0)]
         assert con.execute("SELECT count(*) FROM xeroml_observations").fetchone() == (1,)
+
+
+def test_range_run_loads_every_partition_in_order(exporter: Exporter, tmp_path: Path) -> None:
+    insert(exporter.ch, "traces", [
+        trace("a", "2025-01-15 10:00", name="a1"),
+        trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
+        trace("b", "2025-01-16 10:00"),
+        trace("b", "2025-01-17 10:00", timestamp="2025-01-16 10:00", is_deleted=1),
+    ])
+    wh_path = tmp_path / "w.duckdb"
+    exporter.run("2025-01-15", tables=("traces",), until="2025-01-17")
+    defs = build_definitions(exporter.config(tables=("traces",), warehouse={"type": "duckdb", "path": str(wh_path)}))
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    result = materialize(
+        [defs.get_assets_def(AssetKey(["exp", "traces"])), defs.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))],
+        selection=[AssetKey(["exp", "warehouse", "traces"])],
+        tags={ASSET_PARTITION_RANGE_START_TAG: "2025-01-15", ASSET_PARTITION_RANGE_END_TAG: "2025-01-17"},
+        resources=defs.resources,
+    )
+    loaded = {e.materialization.partition: e.materialization.metadata["rows_in_file"].value for e in result.get_asset_materialization_events()}
+    assert loaded == {"2025-01-15": 0, "2025-01-16": 1, "2025-01-17": 1}  # a moved to the 16th, b (deleted) to the 17th
+    with duckdb.connect(str(wh_path)) as con:
+        assert con.execute("SELECT id, name FROM xeroml_traces").fetchall() == [("a", "a2")]

@@ -4,7 +4,10 @@ It receives the exported partition's reference (not its rows) and has the wareho
 idempotently (see `warehouses/merge.py`). A partition without a data file loads nothing.
 """
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
+import warnings
+from typing import Any
+
+from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, BetaWarning, MaterializeResult, MetadataValue, asset
 
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.export.assets import io_manager_key
@@ -32,23 +35,32 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         required_resource_keys={io_key, wh_key},
         kinds={export.warehouse.type},
         pool=WAREHOUSE_POOL,
+        backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=export.max_partitions_per_run),
         description=f"{table} of project {export.project_id!r} loaded into {export.warehouse.type}: latest live version per record.",
     )
-    def _load(context: AssetExecutionContext, exported: ExportedPartition) -> MaterializeResult:
+    # `Any`: Dagster types reject unions; it is an ExportedPartition, or a dict of them for a range.
+    def _load(context: AssetExecutionContext, exported: Any) -> MaterializeResult:
         io = getattr(context.resources, io_key)
-        result = getattr(context.resources, wh_key).load(table, exported.object_key, export.project_id, io.local_copy)
-        context.log.info(f"{table} {exported.partition}: {result.rows_in_file} lines merged into {result.target}")
-        return MaterializeResult(
-            metadata={
-                "rows_in_file": MetadataValue.int(result.rows_in_file),
-                "live_rows": MetadataValue.int(result.live_rows),
-                "table": MetadataValue.text(result.target),
-                "source": MetadataValue.text(exported.uri or "(no rows)"),
-            }
-        )
+        # one partition arrives bare, a range as a dict: loaded oldest first
+        parts = [exported] if isinstance(exported, ExportedPartition) else [exported[k] for k in sorted(exported)]
+        for part in parts:
+            result = getattr(context.resources, wh_key).load(table, part.object_key, export.project_id, io.local_copy)
+            context.log.info(f"{table} {part.partition}: {result.rows_in_file} lines merged into {result.target}")
+            context.add_asset_metadata(
+                {
+                    "rows_in_file": MetadataValue.int(result.rows_in_file),
+                    "live_rows": MetadataValue.int(result.live_rows),
+                    "table": MetadataValue.text(result.target),
+                    "source": MetadataValue.text(part.uri or "(no rows)"),
+                },
+                partition_key=part.partition,
+            )
+        return MaterializeResult()
 
     return _load
 
 
 def build_warehouse_assets(export: ExportConfig) -> list[AssetsDefinition]:
-    return [_build(export, table) for table in export.tables] if export.warehouse else []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)  # backfill_policy
+        return [_build(export, table) for table in export.tables] if export.warehouse else []
