@@ -222,7 +222,49 @@ class DuckDBWarehouseConfig(_Strict):
     table_prefix: str = "xeroml_"
 
 
-WarehouseConfig = Annotated[DuckDBWarehouseConfig, Field(discriminator="type")]
+class SnowflakeWarehouseConfig(_Strict):
+    """COPY INTO from `stage`, a stage the user created over the export's bucket and prefix."""
+
+    type: Literal["snowflake"]
+    account: str
+    user: str
+    password_env: str | None = None
+    role: str | None = None
+    warehouse: str | None = None
+    database: str
+    schema_name: str = "PUBLIC"
+    stage: str = Field(pattern=r"^[A-Za-z_][\w$.]*$")
+    table_prefix: str = "xeroml_"
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+
+class RedshiftWarehouseConfig(_Strict):
+    """COPY from the S3 export with `iam_role_arn`; the export's destination must be S3."""
+
+    type: Literal["redshift"]
+    host: str
+    port: int = 5439
+    database: str
+    user: str
+    password_env: str | None = None
+    schema_name: str = "public"
+    iam_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
+    region: str | None = None
+    table_prefix: str = "xeroml_"
+
+    @field_validator("password_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+
+WarehouseConfig = Annotated[
+    DuckDBWarehouseConfig | SnowflakeWarehouseConfig | RedshiftWarehouseConfig, Field(discriminator="type")
+]
 
 
 class ExportConfig(_Strict):
@@ -262,6 +304,12 @@ class ExportConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"tables are listed twice: {sorted(t for t in set(v) if v.count(t) > 1)}")
         return v
+
+    @model_validator(mode="after")
+    def _warehouse_reads_the_destination(self) -> ExportConfig:
+        if self.warehouse and self.warehouse.type == "redshift" and self.destination.provider != "s3":
+            raise ValueError("a redshift warehouse COPYs from S3: the export's destination must be provider: s3")
+        return self
 
     @model_validator(mode="after")
     def _lag_fits_cadence(self) -> ExportConfig:

@@ -11,15 +11,18 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 
 from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.io_managers.local import LocalExportIOManager
 from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
 from xeroml_pipelines_tests.conftest import Exporter
 from xeroml_pipelines_tests.factories import insert, observation, trace
 
 
 def _file(tmp_path: Path, name: str, lines: list[dict]) -> str:
-    path = tmp_path / name
+    """Writes an export-shaped file into the local destination `SOURCE` reads; returns its key."""
+    path = tmp_path / "dest" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return str(path)
+    return name
 
 
 def _trace(id: str, event_ts: str, deleted: bool = False, **kw) -> dict:
@@ -36,21 +39,21 @@ def _rows(wh: DuckDBWarehouse) -> list[tuple]:
         return con.execute("SELECT id, name, event_ts FROM xeroml_traces ORDER BY id").fetchall()
 
 
-def _local(key: str, into: Path) -> Path:
-    return Path(key)
+def _source(tmp_path: Path) -> LocalExportIOManager:
+    return LocalExportIOManager(base_dir=str(tmp_path / "dest"))
 
 
 def test_merge_keeps_the_latest_version_and_honours_tombstones(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     day1 = _file(tmp_path, "d1.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z", name="a1"), _trace("b", "2025-01-15T10:00:00.000Z")])
     day2 = _file(tmp_path, "d2.jsonl", [_trace("a", "2025-01-16T10:00:00.000Z", name="a2"), _trace("b", "2025-01-16T11:00:00.000Z", deleted=True)])
-    r = wh.load("traces", day1, "p1", _local)
+    r = wh.load("traces", day1, "p1", _source(tmp_path))
     assert (r.rows_in_file, r.live_rows) == (2, 2)
-    wh.load("traces", day1, "p1", _local)  # re-running a load never duplicates
+    wh.load("traces", day1, "p1", _source(tmp_path))  # re-running a load never duplicates
     assert [x[0] for x in _rows(wh)] == ["a", "b"]
-    wh.load("traces", day2, "p1", _local)
+    wh.load("traces", day2, "p1", _source(tmp_path))
     assert [(x[0], x[1]) for x in _rows(wh)] == [("a", "a2")]
-    wh.load("traces", day1, "p1", _local)  # an older file loaded again: neither regresses nor resurrects
+    wh.load("traces", day1, "p1", _source(tmp_path))  # an older file loaded again: neither regresses nor resurrects
     assert [(x[0], x[1]) for x in _rows(wh)] == [("a", "a2")]
 
 
@@ -64,14 +67,14 @@ def test_any_load_order_gives_the_same_table(tmp_path: Path) -> None:
     for n, order in enumerate(itertools.permutations(files)):
         wh = DuckDBWarehouse(path=str(tmp_path / f"w{n}.duckdb"))
         for f in order:
-            wh.load("traces", f, "p1", _local)
+            wh.load("traces", f, "p1", _source(tmp_path))
         results.add(tuple((x[0], x[1]) for x in _rows(wh)))
     assert results == {(("a", "a3"), ("b", "n"))}
 
 
 def test_empty_partition_loads_nothing_and_succeeds(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
-    r = wh.load("sessions", None, "p1", _local)
+    r = wh.load("sessions", None, "p1", _source(tmp_path))
     assert (r.rows_in_file, r.live_rows) == (0, 0)
     with wh.connect() as con:
         assert con.execute("SELECT count(*) FROM xeroml_sessions").fetchone() == (0,)
@@ -79,11 +82,12 @@ def test_empty_partition_loads_nothing_and_succeeds(tmp_path: Path) -> None:
 
 def test_failed_load_changes_nothing(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
-    wh.load("traces", _file(tmp_path, "ok.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z")]), "p1", _local)
+    wh.load("traces", _file(tmp_path, "ok.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z")]), "p1", _source(tmp_path))
     bad = _file(tmp_path, "bad.jsonl", [_trace("b", "2025-01-16T10:00:00.000Z")]) 
-    Path(bad).write_text(Path(bad).read_text() + '{"id": "c", "event_ts": "not a time"}\n')
+    bad_path = tmp_path / "dest" / bad
+    bad_path.write_text(bad_path.read_text() + '{"id": "c", "event_ts": "not a time"}\n')
     with pytest.raises(duckdb.Error):
-        wh.load("traces", bad, "p1", _local)
+        wh.load("traces", bad, "p1", _source(tmp_path))
     assert [x[0] for x in _rows(wh)] == ["a"]
 
 

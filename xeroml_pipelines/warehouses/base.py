@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
+
+from xeroml_pipelines.io_managers.base import ExportIOManager
 
 
 @dataclass(frozen=True)
@@ -14,10 +15,8 @@ class LoadResult:
     target: str
 
 
-class ObjectFetcher(Protocol):
-    def __call__(self, uri: str, into: Path) -> Path:
-        """Make the object at `uri` readable as a local file (downloaded into `into` if remote)."""
-
-
 class Warehouse(Protocol):
-    def load(self, table: str, uri: str, project_id: str, fetch: ObjectFetcher) -> LoadResult: ...
+    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+        """Merge one partition's object (None: the partition had no rows) from the export's
+        destination `source`, which each warehouse addresses its own way: a local copy, a stage
+        path, a gs:// or s3:// URI."""

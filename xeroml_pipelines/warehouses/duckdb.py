@@ -11,7 +11,8 @@ from pydantic import Field, field_validator
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.identifiers import validate_identifier
-from xeroml_pipelines.warehouses.base import LoadResult, ObjectFetcher
+from xeroml_pipelines.io_managers.base import ExportIOManager
+from xeroml_pipelines.warehouses.base import LoadResult
 from xeroml_pipelines.warehouses.merge import merge_sql
 
 
@@ -33,15 +34,15 @@ class DuckDBWarehouse(ConfigurableResource):
 
     def ensure_table(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
         con.execute(schemas.ddl(table, "duckdb", self.target(table)))
-        con.execute(merge_sql(table, self.target(table), "staging").tombstones_ddl("TIMESTAMPTZ"))
+        con.execute(merge_sql(table, self.target(table), "staging").tombstones_ddl("VARCHAR", "TIMESTAMPTZ"))
 
-    def load(self, table: str, object_key: str | None, project_id: str, fetch: ObjectFetcher) -> LoadResult:
+    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
         target = self.target(table)
         with tempfile.TemporaryDirectory() as tmp, self.connect() as con:
             self.ensure_table(con, table)
             rows = 0
             if object_key is not None:
-                local = fetch(object_key, Path(tmp))
+                local = source.local_copy(object_key, Path(tmp))
                 columns = {name: schemas.column_type(annotation, "duckdb") for name, annotation, _ in schemas.columns(table)}
                 con.execute("BEGIN TRANSACTION")
                 try:

@@ -7,6 +7,10 @@ A record is `(project_id, id)`; the version with the greatest `event_ts` wins. P
 3. target rows that a tombstone supersedes are deleted;
 4. live staging rows newer than both the target row and any tombstone are merged in.
 Loading the same file twice, or files in any order, gives the same table.
+
+The statements stay within what DuckDB, Snowflake, BigQuery and Redshift all accept: MERGE
+sources are filtered beforehand (Redshift's MERGE takes no `WHEN MATCHED AND ...`), and the
+delete uses a correlated EXISTS.
 """
 
 from __future__ import annotations
@@ -27,8 +31,11 @@ class MergeSql:
     def _q(self, name: str) -> str:
         return f"{self.quote}{name}{self.quote}"
 
-    def tombstones_ddl(self, ts_type: str) -> str:
-        return f"CREATE TABLE IF NOT EXISTS {self.tombstones} (project_id VARCHAR NOT NULL, id VARCHAR NOT NULL, event_ts {ts_type} NOT NULL)"
+    def tombstones_ddl(self, string_type: str, ts_type: str) -> str:
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.tombstones} "
+            f"(project_id {string_type} NOT NULL, id {string_type} NOT NULL, event_ts {ts_type} NOT NULL)"
+        )
 
     def statements(self) -> list[str]:
         cols = ", ".join(self._q(c) for c in self.columns)
@@ -37,9 +44,14 @@ class MergeSql:
         key = "t.project_id = s.project_id AND t.id = s.id"
         return [
             f"""MERGE INTO {self.tombstones} AS t
-USING (SELECT project_id, id, max(event_ts) AS event_ts FROM {self.staging} WHERE is_deleted GROUP BY project_id, id) AS s
+USING (
+    SELECT n.project_id, n.id, n.event_ts
+    FROM (SELECT project_id, id, max(event_ts) AS event_ts FROM {self.staging} WHERE is_deleted GROUP BY project_id, id) AS n
+    LEFT JOIN {self.tombstones} AS o ON o.project_id = n.project_id AND o.id = n.id
+    WHERE o.id IS NULL OR n.event_ts > o.event_ts
+) AS s
 ON {key}
-WHEN MATCHED AND s.event_ts > t.event_ts THEN UPDATE SET event_ts = s.event_ts
+WHEN MATCHED THEN UPDATE SET event_ts = s.event_ts
 WHEN NOT MATCHED THEN INSERT (project_id, id, event_ts) VALUES (s.project_id, s.id, s.event_ts)""",
             f"""DELETE FROM {self.target}
 WHERE EXISTS (
@@ -49,12 +61,13 @@ WHERE EXISTS (
 )""",
             f"""MERGE INTO {self.target} AS t
 USING (
-    SELECT * FROM {self.staging} AS s
-    WHERE NOT s.is_deleted
-      AND NOT EXISTS (SELECT 1 FROM {self.tombstones} AS d WHERE d.project_id = s.project_id AND d.id = s.id AND d.event_ts >= s.event_ts)
+    SELECT n.* FROM {self.staging} AS n
+    LEFT JOIN {self.target} AS o ON o.project_id = n.project_id AND o.id = n.id
+    LEFT JOIN {self.tombstones} AS d ON d.project_id = n.project_id AND d.id = n.id
+    WHERE NOT n.is_deleted AND (o.id IS NULL OR n.event_ts >= o.event_ts) AND (d.id IS NULL OR d.event_ts < n.event_ts)
 ) AS s
 ON {key}
-WHEN MATCHED AND s.event_ts >= t.event_ts THEN UPDATE SET {updates}
+WHEN MATCHED THEN UPDATE SET {updates}
 WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})""",
         ]
 

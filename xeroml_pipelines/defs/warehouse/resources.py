@@ -1,15 +1,31 @@
-"""The warehouse resource of an export, from its configuration."""
+"""The warehouse resource of an export, from its configuration (secrets as EnvVars)."""
 
 from __future__ import annotations
 
-from xeroml_pipelines.config import ExportConfig
+from dagster import ConfigurableResource, EnvVar
+
+from xeroml_pipelines.config import DuckDBWarehouseConfig, ExportConfig, SnowflakeWarehouseConfig
 from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
+from xeroml_pipelines.warehouses.redshift import RedshiftWarehouse
+from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
 
 
 def warehouse_resource_key(export: ExportConfig) -> str:
     return f"{export.name}_warehouse"
 
 
-def warehouse_resource(export: ExportConfig) -> DuckDBWarehouse:
-    assert export.warehouse is not None
-    return DuckDBWarehouse(path=export.warehouse.path, table_prefix=export.warehouse.table_prefix)
+def warehouse_resource(export: ExportConfig) -> ConfigurableResource:
+    w = export.warehouse
+    assert w is not None
+    if isinstance(w, DuckDBWarehouseConfig):
+        return DuckDBWarehouse(path=w.path, table_prefix=w.table_prefix)
+    password = EnvVar(w.password_env) if w.password_env else None
+    if isinstance(w, SnowflakeWarehouseConfig):
+        return SnowflakeWarehouse(
+            account=w.account, user=w.user, password=password, role=w.role, warehouse=w.warehouse,
+            database=w.database, db_schema=w.schema_name, stage=w.stage, table_prefix=w.table_prefix,
+        )
+    return RedshiftWarehouse(
+        host=w.host, port=w.port, database=w.database, user=w.user, password=password, db_schema=w.schema_name,
+        iam_role_arn=w.iam_role_arn, region=w.region, table_prefix=w.table_prefix,
+    )

@@ -1,0 +1,72 @@
+"""Redshift: COPY ... FORMAT AS JSON from the S3 export with an IAM role, then MERGE.
+
+Large prompts and completions go to SUPER columns (VARCHAR stops at 64 KB). No Redshift runs
+here: the statements are checked as SQL, and the MERGE they share with DuckDB runs there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from xeroml_pipelines import schemas
+from xeroml_pipelines.io_managers.base import ExportIOManager
+from xeroml_pipelines.warehouses.base import LoadResult
+from xeroml_pipelines.warehouses.merge import merge_sql
+
+STAGING = "xeroml_staging"
+_COMPRESSION = {".gz": " GZIP", ".zst": " ZSTD"}
+
+
+def load_statements(table: str, target: str, s3_uri: str, iam_role_arn: str, region: str | None) -> list[str]:
+    compression = next((option for ext, option in _COMPRESSION.items() if s3_uri.endswith(ext)), "")
+    region_clause = f" REGION '{region}'" if region else ""
+    return [
+        f"CREATE TEMP TABLE {STAGING} (LIKE {target})",
+        f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' FORMAT AS JSON 'auto' TIMEFORMAT 'auto'{compression}{region_clause}",
+        *merge_sql(table, target, STAGING).statements(),
+        f"DROP TABLE {STAGING}",
+    ]
+
+
+class RedshiftWarehouse(ConfigurableResource):
+    host: str
+    port: int = 5439
+    database: str
+    user: str
+    password: str | None = Field(default=None, description="Secret: as EnvVar('...')")
+    db_schema: str = "public"
+    iam_role_arn: str = Field(description="Role Redshift assumes to read the export bucket (s3:GetObject, s3:ListBucket)")
+    region: str | None = None
+    table_prefix: str = "xeroml_"
+
+    def connect(self) -> Any:
+        import redshift_connector  # optional: pip install redshift_connector
+
+        return redshift_connector.connect(host=self.host, port=self.port, database=self.database, user=self.user, password=self.password)
+
+    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+        target = f"{self.db_schema}.{self.table_prefix}{table}"
+        merge = merge_sql(table, target, STAGING)
+        con = self.connect()
+        try:
+            cur = con.cursor()
+            cur.execute(schemas.ddl(table, "redshift", target))
+            cur.execute(merge.tombstones_ddl("VARCHAR(512)", "TIMESTAMPTZ"))
+            rows = 0
+            if object_key is not None:
+                for statement in load_statements(table, target, source.uri(object_key), self.iam_role_arn, self.region):
+                    cur.execute(statement)
+                    if statement.startswith("COPY"):
+                        cur.execute("SELECT pg_last_copy_count()")
+                        rows = cur.fetchone()[0]
+            con.commit()
+            cur.execute(f"SELECT count(*) FROM {target} WHERE project_id = %s", (project_id,))
+            return LoadResult(rows_in_file=rows, live_rows=cur.fetchone()[0], target=target)
+        except BaseException:
+            con.rollback()
+            raise
+        finally:
+            con.close()

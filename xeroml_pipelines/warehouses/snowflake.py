@@ -1,0 +1,82 @@
+"""Snowflake: COPY INTO a VARIANT staging table from a stage over the export's bucket, then MERGE.
+
+The stage (created by the user, e.g. `CREATE STAGE xeroml_stage URL = 's3://bucket/xeroml-export/'
+STORAGE_INTEGRATION = ...`) is rooted at the export's prefix, so a file's stage path is its key
+below that prefix.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from xeroml_pipelines import schemas
+from xeroml_pipelines.io_managers.base import ExportIOManager
+from xeroml_pipelines.warehouses.base import LoadResult
+from xeroml_pipelines.warehouses.merge import merge_sql
+
+RAW, STAGING = "xeroml_raw", "xeroml_staging"
+
+
+def stage_path(object_key: str, prefix: str) -> tuple[str, str]:
+    """(folder below the stage, file name) of an object whose key starts with the export prefix."""
+    relative = object_key[len(prefix) + 1 :] if prefix else object_key
+    folder, _, name = relative.rpartition("/")
+    return folder, name
+
+
+def staging_statements(table: str, stage: str, folder: str, name: str) -> list[str]:
+    """Temporary tables only (DDL commits implicitly in Snowflake, so these stay outside the
+    transaction of the merge)."""
+    typed = ", ".join(f'v:"{n}"::{schemas.column_type(a, "snowflake")} AS "{n}"' for n, a, _ in schemas.columns(table))
+    return [
+        f"CREATE OR REPLACE TEMPORARY TABLE {RAW} (v VARIANT)",
+        # FILES names the one object: a prefix match would also take `2025-01-15.jsonl.gz`
+        f"COPY INTO {RAW} FROM @{stage}/{folder}/ FILES = ('{name}') FILE_FORMAT = (TYPE = 'JSON')",
+        f"CREATE OR REPLACE TEMPORARY TABLE {STAGING} AS SELECT {typed} FROM {RAW}",
+    ]
+
+
+class SnowflakeWarehouse(ConfigurableResource):
+    account: str
+    user: str
+    password: str | None = Field(default=None, description="Secret: as EnvVar('...')")
+    role: str | None = None
+    warehouse: str | None = None
+    database: str
+    db_schema: str = "PUBLIC"
+    stage: str = Field(description="Stage over the export's bucket and prefix, e.g. XEROML.EXPORTS.XEROML_STAGE")
+    table_prefix: str = "xeroml_"
+
+    def connect(self) -> Any:
+        import snowflake.connector
+
+        return snowflake.connector.connect(
+            account=self.account, user=self.user, password=self.password, role=self.role,
+            warehouse=self.warehouse, database=self.database, schema=self.db_schema,
+        )
+
+    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+        target = f"{self.table_prefix}{table}"
+        merge = merge_sql(table, target, STAGING)
+        con = self.connect()
+        try:
+            cur = con.cursor()
+            cur.execute(schemas.ddl(table, "snowflake", target))
+            cur.execute(merge.tombstones_ddl("VARCHAR", "TIMESTAMP_TZ"))
+            rows = 0
+            if object_key is not None:
+                folder, name = stage_path(object_key, source.prefix)
+                for statement in staging_statements(table, self.stage, folder, name):
+                    cur.execute(statement)
+                rows = cur.execute(f"SELECT count(*) FROM {STAGING}").fetchone()[0]
+                # Autocommit, statement by statement: each one only ever moves the table towards
+                # the file's state, so a load cut short is completed by running it again.
+                for statement in merge.statements():
+                    cur.execute(statement)
+            live = cur.execute(f"SELECT count(*) FROM {target} WHERE project_id = %s", (project_id,)).fetchone()[0]
+            return LoadResult(rows_in_file=rows, live_rows=live, target=target)
+        finally:
+            con.close()
