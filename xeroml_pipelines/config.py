@@ -262,8 +262,26 @@ class RedshiftWarehouseConfig(_Strict):
         return _env_name(v)
 
 
+class BigQueryWarehouseConfig(_Strict):
+    """load_table_from_uri from the GCS export; the export's destination must be GCS."""
+
+    type: Literal["bigquery"]
+    project: str
+    dataset: str = Field(pattern=r"^[A-Za-z0-9_]+$", max_length=1024)
+    location: str | None = None
+    credentials_env: str | None = Field(default=None, description="Env var holding a base64 service-account key; else ADC")
+    api_endpoint: str | None = Field(default=None, description="Only for an emulator")
+    table_prefix: str = "xeroml_"
+
+    @field_validator("credentials_env")
+    @classmethod
+    def _env(cls, v: str | None) -> str | None:
+        return _env_name(v)
+
+
 WarehouseConfig = Annotated[
-    DuckDBWarehouseConfig | SnowflakeWarehouseConfig | RedshiftWarehouseConfig, Field(discriminator="type")
+    DuckDBWarehouseConfig | SnowflakeWarehouseConfig | RedshiftWarehouseConfig | BigQueryWarehouseConfig,
+    Field(discriminator="type"),
 ]
 
 
@@ -309,6 +327,8 @@ class ExportConfig(_Strict):
     def _warehouse_reads_the_destination(self) -> ExportConfig:
         if self.warehouse and self.warehouse.type == "redshift" and self.destination.provider != "s3":
             raise ValueError("a redshift warehouse COPYs from S3: the export's destination must be provider: s3")
+        if self.warehouse and self.warehouse.type == "bigquery" and self.destination.provider != "gcs":
+            raise ValueError("a bigquery warehouse loads from GCS: the export's destination must be provider: gcs")
         return self
 
     @model_validator(mode="after")

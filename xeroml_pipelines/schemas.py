@@ -155,7 +155,7 @@ def column_type(annotation: object, dialect: Dialect) -> str:
         value = typing.get_args(base)[1]
         return {"bigquery": "JSON", "snowflake": "OBJECT", "redshift": "SUPER", "duckdb": f"MAP(VARCHAR, {_DUCKDB_VALUES[value]})"}[dialect]
     if origin is list:
-        return {"bigquery": "STRING", "snowflake": "ARRAY", "redshift": "SUPER", "duckdb": "VARCHAR[]"}[dialect]
+        return {"bigquery": "ARRAY<STRING>", "snowflake": "ARRAY", "redshift": "SUPER", "duckdb": "VARCHAR[]"}[dialect]
     if large and dialect == "redshift":
         return "SUPER"  # holds up to 16 MB; VARCHAR stops at 64 KB
     return _SCALARS[base][dialect]  # type: ignore[index]
@@ -186,8 +186,9 @@ def bigquery_schema(table: str) -> list[dict]:
 
 def ddl(table: str, dialect: Dialect, name: str | None = None) -> str:
     target = name or f"xeroml_{table}"
+    # BigQuery arrays cannot be NOT NULL nor NULL: a missing array is an empty one.
     cols = [
-        f"    {_quote(col, dialect)} {column_type(annotation, dialect)}{'' if nullable else ' NOT NULL'}"
+        f"    {_quote(col, dialect)} {column_type(annotation, dialect)}{'' if nullable or column_type(annotation, dialect).startswith('ARRAY<') else ' NOT NULL'}"
         for col, annotation, nullable in columns(table)
     ]
     return f"CREATE TABLE IF NOT EXISTS {target} (\n" + ",\n".join(cols) + "\n)"

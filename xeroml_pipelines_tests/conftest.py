@@ -143,6 +143,13 @@ def azurite_server(emulator_dir: Path):
     yield from _serve(emulators.azurite(emulator_dir, emulator_dir / "azurite-data"))
 
 
+@pytest.fixture(scope="session")
+def bigquery_server(emulator_dir: Path, gcs_server):
+    from xeroml_pipelines_tests import emulators
+
+    yield from _serve(emulators.bqemulator(emulator_dir, emulator_dir / "gcs-data"))
+
+
 def make_provider(name: str, request: pytest.FixtureRequest, tmp_path: Path, endpoint: str | None = None):
     from xeroml_pipelines_tests import providers
 

@@ -113,6 +113,18 @@ def azurite(log_dir: Path, location: Path) -> Server:
     return Server("azurite", argv, port, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}?comp=list", log_dir)
 
 
+def bqemulator(log_dir: Path, gcs_root: Path) -> Server:
+    """BigQuery emulator (scripts/test-emulators.sh puts it in .bqemulator-venv); its gs:// URIs
+    resolve to fake-gcs-server's filesystem backend, so loads read what the GCS export wrote."""
+    exe = REPO / ".bqemulator-venv" / "bin" / "bqemulator"
+    if not exe.exists():
+        raise RuntimeError("bqemulator is not installed: run `bash scripts/test-emulators.sh`")
+    port = free_port()
+    argv = [str(exe), "start", "--rest-port", str(port), "--grpc-port", "0", "--project", "xeroml-test", "--log-level", "warning"]
+    return Server("bqemulator", argv, port, f"http://127.0.0.1:{port}/bigquery/v2/projects/xeroml-test/datasets", log_dir,
+                  env={"BQEMU_GCS_LOCAL_ROOT": str(gcs_root)})
+
+
 def azurite_connection_string(blob_url: str) -> str:
     return (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"

@@ -27,6 +27,9 @@ class MergeSql:
     staging: str
     columns: tuple[str, ...]
     quote: str = '"'
+    # BigQuery resolves the target's columns only through an alias in DELETE; Redshift allows
+    # no alias there: the target's own name qualifies them instead.
+    delete_alias: bool = False
 
     def _q(self, name: str) -> str:
         return f"{self.quote}{name}{self.quote}"
@@ -42,6 +45,7 @@ class MergeSql:
         values = ", ".join(f"s.{self._q(c)}" for c in self.columns)
         updates = ", ".join(f"{self._q(c)} = s.{self._q(c)}" for c in self.columns if c not in ("project_id", "id"))
         key = "t.project_id = s.project_id AND t.id = s.id"
+        row = "x" if self.delete_alias else self.target
         return [
             f"""MERGE INTO {self.tombstones} AS t
 USING (
@@ -53,11 +57,11 @@ USING (
 ON {key}
 WHEN MATCHED THEN UPDATE SET event_ts = s.event_ts
 WHEN NOT MATCHED THEN INSERT (project_id, id, event_ts) VALUES (s.project_id, s.id, s.event_ts)""",
-            f"""DELETE FROM {self.target}
+            f"""DELETE FROM {self.target}{" AS x" if self.delete_alias else ""}
 WHERE EXISTS (
     SELECT 1 FROM {self.tombstones} AS d
     JOIN {self.staging} AS s ON s.project_id = d.project_id AND s.id = d.id AND s.is_deleted
-    WHERE d.project_id = {self.target}.project_id AND d.id = {self.target}.id AND d.event_ts >= {self.target}.event_ts
+    WHERE d.project_id = {row}.project_id AND d.id = {row}.id AND d.event_ts >= {row}.event_ts
 )""",
             f"""MERGE INTO {self.target} AS t
 USING (
@@ -72,11 +76,12 @@ WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})""",
         ]
 
 
-def merge_sql(table: str, target: str, staging: str, quote: str = '"') -> MergeSql:
+def merge_sql(table: str, target: str, staging: str, quote: str = '"', delete_alias: bool = False) -> MergeSql:
     return MergeSql(
         target=target,
         tombstones=f"{target}__tombstones",
         staging=staging,
         columns=tuple(name for name, _, _ in schemas.columns(table)),
         quote=quote,
+        delete_alias=delete_alias,
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dagster import ConfigurableResource, EnvVar
 
-from xeroml_pipelines.config import DuckDBWarehouseConfig, ExportConfig, SnowflakeWarehouseConfig
+from xeroml_pipelines.config import BigQueryWarehouseConfig, DuckDBWarehouseConfig, ExportConfig, SnowflakeWarehouseConfig
+from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, BigQueryWarehouse
 from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
 from xeroml_pipelines.warehouses.redshift import RedshiftWarehouse
 from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
@@ -19,6 +20,12 @@ def warehouse_resource(export: ExportConfig) -> ConfigurableResource:
     assert w is not None
     if isinstance(w, DuckDBWarehouseConfig):
         return DuckDBWarehouse(path=w.path, table_prefix=w.table_prefix)
+    if isinstance(w, BigQueryWarehouseConfig):
+        bq = BigQueryClientResource(
+            project=w.project, location=w.location, api_endpoint=w.api_endpoint,
+            gcp_credentials=EnvVar(w.credentials_env) if w.credentials_env else None,
+        )
+        return BigQueryWarehouse(bigquery=bq, dataset=w.dataset, table_prefix=w.table_prefix)
     password = EnvVar(w.password_env) if w.password_env else None
     if isinstance(w, SnowflakeWarehouseConfig):
         return SnowflakeWarehouse(
