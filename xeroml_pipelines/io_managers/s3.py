@@ -242,15 +242,21 @@ class S3ExportIOManager(ExportIOManager):
     def open_upload(self, key: str) -> _MultipartUpload:
         return _MultipartUpload(self, key)
 
-    def read_bytes(self, key: str) -> bytes:
+    @contextmanager
+    def _reading(self, operation: str, key: str) -> Iterator[None]:
+        """Like `_errors`, but a missing object is `FileNotFoundError` (Dagster relies on it)."""
         try:
-            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            yield
         except ClientError as e:
             if _code(e) in ("NoSuchKey", "404"):
                 raise FileNotFoundError(self.uri(key)) from None
-            raise self._translate(e, "GetObject", key) from None
+            raise self._translate(e, operation, key) from None
         except BotoCoreError as e:
-            raise self._translate(e, "GetObject", key) from None
+            raise self._translate(e, operation, key) from None
+
+    def read_bytes(self, key: str) -> bytes:
+        with self._reading("GetObject", key):
+            return self._client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
     def write_small(self, key: str, data: bytes) -> None:
         with self._errors("PutObject", key):
@@ -271,24 +277,15 @@ class S3ExportIOManager(ExportIOManager):
 
     def exists(self, key: str) -> bool:
         try:
-            self._client.head_object(Bucket=self.bucket, Key=key)
+            with self._reading("HeadObject", key):
+                self._client.head_object(Bucket=self.bucket, Key=key)
             return True
-        except ClientError as e:
-            if _code(e) in ("NoSuchKey", "404"):
-                return False
-            raise self._translate(e, "HeadObject", key) from None
-        except BotoCoreError as e:
-            raise self._translate(e, "HeadObject", key) from None
+        except FileNotFoundError:
+            return False
 
     def download(self, key: str, dest: Path) -> None:
-        try:
+        with self._reading("GetObject", key):
             self._client.download_file(self.bucket, key, str(dest))
-        except ClientError as e:
-            if _code(e) in ("NoSuchKey", "404"):
-                raise FileNotFoundError(self.uri(key)) from None
-            raise self._translate(e, "GetObject", key) from None
-        except BotoCoreError as e:
-            raise self._translate(e, "GetObject", key) from None
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         paginator = self._client.get_paginator("list_objects_v2")
