@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field, field_validator
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression, compressor
 from xeroml_pipelines.export.manifest import Manifest
 from xeroml_pipelines.export.ndjson import Chunk, serialize
+from xeroml_pipelines.export.pipeline import prefetched
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.export.window import Window
 from xeroml_pipelines.identifiers import validate_prefix
@@ -178,8 +179,13 @@ class ExportIOManager(ConfigurableIOManager):
         pending = list(stream.partitions)
         current: _PartitionWriter | None = None
         try:
-            with stream.open() as batches:
-                for chunk in serialize(batches, tombstone_columns):
+            # three stages on their own threads: ClickHouse -> Polars -> compress and upload (here)
+            with (
+                stream.open() as batches,
+                prefetched(batches) as ahead,
+                prefetched(serialize(ahead, tombstone_columns)) as chunks,
+            ):
+                for chunk in chunks:
                     while current is None or current.window.bucket != chunk.bucket:
                         if current is not None:
                             manifests.append(current.commit(clock, run_id))
