@@ -14,6 +14,7 @@ from xeroml_pipelines.defs.export.assets import io_manager_key
 from xeroml_pipelines.defs.export.partitions import partitions_for
 from xeroml_pipelines.defs.warehouse.resources import warehouse_resource_key
 from xeroml_pipelines.io_managers.base import ExportedPartition
+from xeroml_pipelines.warehouses.base import Warehouse
 
 # DuckDB takes one writer at a time; cloud warehouses take more, but loads are cheap next to exports.
 WAREHOUSE_POOL = "xeroml_warehouse"
@@ -41,10 +42,11 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
     # `Any`: Dagster types reject unions; it is an ExportedPartition, or a dict of them for a range.
     def _load(context: AssetExecutionContext, exported: Any) -> MaterializeResult:
         io = getattr(context.resources, io_key)
+        warehouse: Warehouse = getattr(context.resources, wh_key)
         # one partition arrives bare, a range as a dict: loaded oldest first
         parts = [exported] if isinstance(exported, ExportedPartition) else [exported[k] for k in sorted(exported)]
         for part in parts:
-            result = getattr(context.resources, wh_key).load(table, part.object_key, export.project_id, io)
+            result = warehouse.load(table, part.object_key, export.project_id, io)
             context.log.info(f"{table} {part.partition}: {result.rows_in_file} lines merged into {result.target}")
             context.add_asset_metadata(
                 {
