@@ -45,7 +45,10 @@ def serialize(batches: Iterable[pa.RecordBatch], tombstone_columns: Iterable[str
             continue
         whole = pl.from_arrow(batch)
         assert isinstance(whole, pl.DataFrame)
-        for part in whole.partition_by("_bucket", maintain_order=True):
+        # rows arrive ordered by partition: a batch of one window (the usual case) is not split
+        buckets = whole["_bucket"]
+        parts = [whole] if buckets[0] == buckets[-1] else whole.partition_by("_bucket", maintain_order=True)
+        for part in parts:
             bucket = int(part["_bucket"][0])
             fingerprint = int(part.select(pl.col("_row_hash").bitwise_xor()).item())
             df, tombstones = _frame(part.drop("_bucket", "_row_hash"), keep)

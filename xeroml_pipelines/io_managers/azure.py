@@ -117,7 +117,7 @@ class _BlockUpload:
             self._blob.stage_block(block_id, body, length=len(body), validate_content=True)
         self._blocks.append(block_id)
 
-    def commit(self, size: int, sha256: str) -> None:
+    def commit(self, size: int) -> None:
         if self._buffer or not self._blocks:
             self._stage(bytes(self._buffer))
             self._buffer.clear()

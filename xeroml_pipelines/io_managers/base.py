@@ -5,7 +5,8 @@ A provider subclass only knows its SDK: how to stage an upload that becomes visi
 
 Commit protocol for one partition:
 1. stream the rows into a staged upload (nothing visible at the final key yet);
-2. check what was staged against what was serialized (rows, bytes, sha256);
+2. check what was staged against what was serialized: its size, and the MD5 of each part,
+   block or object as the provider reports it (the sha256 of the stored bytes goes to the manifest);
 3. under the partition's lock: publish the object (or, for zero rows, remove any earlier one),
    remove an earlier object under another name (compression changed), then write the manifest.
 A failure before 3 aborts the upload and leaves the previous object and manifest as they were.
@@ -60,7 +61,7 @@ class DestinationError(Exception):
 class StagedUpload(Protocol):
     def write(self, data: bytes) -> None: ...
 
-    def commit(self, size: int, sha256: str) -> None:
+    def commit(self, size: int) -> None:
         """Make the object visible at its key, whole, after checking it holds `size` bytes."""
 
     def abort(self) -> None:
@@ -335,7 +336,7 @@ class _PartitionWriter:
             with io.partition_lock(self.manifest_key):
                 previous = io.read_manifest(self.manifest_key)
                 if self._upload is not None:
-                    self._upload.commit(self.stored, self._digest.hexdigest())
+                    self._upload.commit(self.stored)
                     self._upload = None
                 else:
                     # Zero rows: a file from an earlier run of this window would now be a duplicate.

@@ -96,7 +96,7 @@ class _ResumableUpload:
         with self._io._errors("resumable upload", self._key):
             self._writer.write(data)
 
-    def commit(self, size: int, sha256: str) -> None:
+    def commit(self, size: int) -> None:
         io = self._io
         with io._errors("finalize upload", self._key):
             self._writer.close()

@@ -31,7 +31,7 @@ class _StagedFile:
     def write(self, data: bytes) -> None:
         self._file.write(data)
 
-    def commit(self, size: int, sha256: str) -> None:
+    def commit(self, size: int) -> None:
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -81,7 +81,7 @@ class LocalExportIOManager(ExportIOManager):
         upload = self.open_upload(key)
         try:
             upload.write(data)
-            upload.commit(len(data), "")
+            upload.commit(len(data))
         except BaseException:
             upload.abort()
             raise

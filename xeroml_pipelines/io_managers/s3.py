@@ -142,7 +142,7 @@ class _MultipartUpload:
         self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
         self._part_md5s.append(md5.digest())
 
-    def commit(self, size: int, sha256: str) -> None:
+    def commit(self, size: int) -> None:
         io = self._io
         if self._upload_id is None:
             body = bytes(self._buffer)
