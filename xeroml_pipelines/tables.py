@@ -49,12 +49,6 @@ class SourceTable:
         """What a tombstone keeps: identity and time, never the deleted content."""
         return ("id", "project_id", *self.time_columns, "is_deleted")
 
-    @property
-    def export_order_by(self) -> tuple[str, ...]:
-        # The table's sort key without project_id (fixed by the export): ClickHouse can read in
-        # order instead of sorting, and the output order is deterministic, so a re-run is
-        # byte-identical. At equal key a tombstone sorts first, and LIMIT 1 BY keeps it.
-        return (*self.order_by[1:], "is_deleted DESC")
 
 
 def _c(name: str, type_: str, default: str | None = None) -> Column:
@@ -166,6 +160,23 @@ SCORES = SourceTable(
 )
 
 SOURCES: dict[str, SourceTable] = {t.name: t for t in (TRACES, OBSERVATIONS, SCORES)}
+
+# The columns of an exported session (aggregated from traces and observations, see queries).
+SESSION_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "String"),
+    ("project_id", "String"),
+    ("environments", "Array(String)"),
+    ("user_ids", "Array(String)"),
+    ("first_trace_at", "DateTime64(3)"),
+    ("last_trace_at", "DateTime64(3)"),
+    ("trace_count", "UInt64"),
+    ("trace_ids", "Array(String)"),
+    ("tags", "Array(String)"),
+    ("total_cost", "Float64"),
+    ("usage_details", "Map(String, UInt64)"),
+    ("event_ts", "DateTime64(3)"),
+    ("is_deleted", "UInt8"),
+)
 
 # A session tombstone keeps its identity and version, nothing aggregated from deleted traces.
 SESSION_TOMBSTONE_COLUMNS: tuple[str, ...] = ("id", "project_id", "event_ts", "is_deleted")

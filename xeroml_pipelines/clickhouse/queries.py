@@ -14,44 +14,80 @@ not by `id`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from xeroml_pipelines.export.window import Mode
-from xeroml_pipelines.tables import SOURCES, SourceTable
+from xeroml_pipelines.tables import SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS, SOURCES, SourceTable
 
 _P = "{project_id:String}"
 _START = "{window_start:DateTime64(3, 'UTC')}"
 _END = "{window_end:DateTime64(3, 'UTC')}"
 _BUCKET_MS = "{bucket_ms:UInt64}"
 
-# Settings that shape what ClickHouse hands us, pinned so a server upgrade cannot change the
-# files. In the SQL text, not per-call settings: on chDB per-call settings turn a stream into
-# one materialized result.
-OUTPUT_SETTINGS = (
-    "output_format_arrow_string_as_string = 1, "
-    "output_format_arrow_low_cardinality_as_dictionary = 0"
+# ClickHouse writes the JSON lines itself (formatRow, in parallel on the reading threads):
+# these settings fix every byte of that output, so a server upgrade or a user profile cannot
+# change the files. They live in the SQL text, not per-call settings: on chDB per-call settings
+# turn a stream into one materialized result.
+JSON_SETTINGS = (
+    "date_time_output_format = 'iso'",  # RFC 3339 in UTC, milliseconds: 2025-01-13T08:00:00.000Z
+    "output_format_json_quote_64bit_integers = 0",
+    "output_format_json_quote_decimals = 0",
+    "output_format_decimal_trailing_zeros = 0",
+    "output_format_json_quote_denormals = 0",
+    "output_format_json_escape_forward_slashes = 0",
+    "output_format_json_named_tuples_as_objects = 1",
+    # Stored strings are bytes; a file must be UTF-8: invalid sequences become U+FFFD.
+    "output_format_json_validate_utf8 = 1",
+    # A tombstone nulls its map and array columns, which cannot be Nullable: a Variant can.
+    "allow_experimental_variant_type = 1",
+    # Inside the formatting scope, bare column names in WHERE/ORDER BY mean the stored columns,
+    # not the same-named JSON fields (a tombstone's nulled `type` must not move its sort place).
+    "prefer_column_name_to_alias = 1",
+)
+ARROW_SETTINGS = (
+    "output_format_arrow_string_as_string = 1",
+    "output_format_arrow_low_cardinality_as_dictionary = 0",
 )
 
 
 def _settings(block_rows: int) -> str:
     # Blocks are the unit of streaming: a block of 3 KB observations is what is in flight.
-    return f"SETTINGS {OUTPUT_SETTINGS}, max_block_size = {int(block_rows)}"
+    return f"SETTINGS {', '.join((*JSON_SETTINGS, *ARROW_SETTINGS))}, max_block_size = {int(block_rows)}"
 
 
-def _export_expr(name: str, ch_type: str) -> str:
-    """Clean one column for JSON: valid UTF-8 strings, JSON numbers for decimals, a bool flag."""
+def _json_field(name: str, ch_type: str, keep_in_tombstone: bool) -> str:
+    """One formatRow argument; the JSON key is the column name."""
     q = f"`{name}`"
     if name == "is_deleted":
-        return f"toBool({q})"
-    if ch_type.startswith("Map("):
-        value = ch_type.rsplit(",", 1)[1].strip().rstrip(")")
-        value_expr = {"String": "toValidUTF8(v)", "UInt64": "v"}.get(value, "toFloat64(v)")
-        return f"mapApply((k, v) -> (toValidUTF8(k), {value_expr}), {q})"
-    if ch_type == "Array(String)":
-        return f"arrayMap(x -> toValidUTF8(x), {q})"
-    if "Decimal" in ch_type:
-        return f"toFloat64({q})"
-    if "String" in ch_type:
-        return f"toValidUTF8({q})"
-    return q
+        return f"toBool({q}) AS {q}"
+    if keep_in_tombstone:
+        return q
+    # A tombstone must not carry the deleted content (prompts, outputs, user ids).
+    if ch_type.startswith(("Map(", "Array(")):
+        plain = ch_type.replace("LowCardinality(String)", "String")
+        return f"if(is_deleted, CAST(NULL, 'Variant({plain})'), CAST(CAST({q}, '{plain}'), 'Variant({plain})')) AS {q}"
+    return f"if(is_deleted, NULL, {q}) AS {q}"
+
+
+def _invalid_utf8_count(columns: Iterable[tuple[str, str]]) -> str:
+    """How many string values of the row are not valid UTF-8 (each is written with U+FFFD)."""
+    terms = []
+    for name, ch_type in columns:
+        q = f"`{name}`"
+        if ch_type.startswith("Map("):
+            value_is_string = ch_type.rsplit(",", 1)[1].strip().rstrip(")") == "String"
+            values = f" + arrayCount(x -> NOT isValidUTF8(x), mapValues({q}))" if value_is_string else ""
+            terms.append(f"arrayCount(x -> NOT isValidUTF8(x), mapKeys({q})){values}")
+        elif ch_type == "Array(String)":
+            terms.append(f"arrayCount(x -> NOT isValidUTF8(x), {q})")
+        elif "String" in ch_type:
+            terms.append(f"NOT isValidUTF8(ifNull({q}, ''))")
+    return "toUInt32(" + " + ".join(terms) + ")"
+
+
+def _line(columns: Iterable[tuple[str, str]], tombstone_columns: Iterable[str]) -> str:
+    keep = set(tombstone_columns)
+    return f"formatRow('JSONEachRow', {', '.join(_json_field(n, t, n in keep) for n, t in columns)})"
 
 
 def _table(database: str, name: str) -> str:
@@ -85,25 +121,35 @@ def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> st
 
 
 def records_query(table_name: str, database: str, mode: Mode, block_rows: int, ranged: bool = False) -> str:
-    """Rows of one window, or of several (`ranged`): then ordered by partition first, so the
-    stream can be cut into one file per partition. Each row carries `_bucket` (its partition) and
-    `_row_hash` (for the partition's fingerprint); neither is written to the file."""
+    """The lines of one window, or of several (`ranged`): then ordered by partition first, so the
+    stream can be cut into one file per partition.
+
+    Each row is `_bucket` (its partition), `_row_hash` (for the partition's fingerprint),
+    `_tombstone`, `_invalid_utf8` and `_line`, the record's JSON line as ClickHouse writes it.
+    The lines are formatted in the inner query, on every reading thread, before the merge into
+    one ordered stream; reading follows the table's sort key, so the ORDER BY is a merge, not a sort.
+    """
     table = SOURCES[table_name]
-    projection = ",\n    ".join(f"{_export_expr(c.name, c.type)} AS `{c.name}`" for c in table.columns)
-    order = ("_bucket", *table.export_order_by) if ranged else table.export_order_by
-    # The cleaning projection sits outside: aliases named like columns would otherwise shadow
-    # them in WHERE/ORDER BY and defeat the primary index.
-    return f"""SELECT
-    _bucket,
-    cityHash64(`id`, `event_ts`) AS _row_hash,
-    {projection}
+    columns = [(c.name, c.type) for c in table.columns]
+    keys = (*table.order_by[1:], "is_deleted")  # the sort key without project_id, fixed by the export
+    order = [f"_k{i}" for i in range(len(keys))]
+    order[-1] += " DESC"  # at equal key a tombstone sorts first, and LIMIT 1 BY keeps it
+    if ranged:
+        order.insert(0, "_bucket")
+    return f"""SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, _line
 FROM (
-    SELECT *, {_bucket(window_column(table, mode))} AS _bucket
+    SELECT
+        {_bucket(window_column(table, mode))} AS _bucket,
+        cityHash64(`id`, `event_ts`) AS _row_hash,
+        `is_deleted` AS _tombstone,
+        {_invalid_utf8_count(columns)} AS _invalid_utf8,
+        {_line(columns, table.tombstone_columns)} AS _line,
+        {", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))}
     FROM {_table(database, table.name)}
     WHERE {latest_in_window_filter(table, database, mode)}
-    ORDER BY {", ".join(order)}
-    LIMIT 1 BY id
 )
+ORDER BY {", ".join(order)}
+LIMIT 1 BY _k{keys.index("id")}
 {_settings(block_rows)}"""
 
 
@@ -167,25 +213,34 @@ sessions AS (
         greatest(max(version), max(obs_version)) AS event_ts
     FROM session_traces LEFT JOIN trace_costs USING (trace_id)
     GROUP BY session_id
+),
+session_rows AS (
+    SELECT
+        w._bucket AS _bucket,
+        cityHash64(s.session_id, s.event_ts) AS _row_hash,
+        s.session_id AS id,
+        {_P} AS project_id,
+        s.environments AS environments,
+        s.user_ids AS user_ids,
+        s.first_trace_at AS first_trace_at,
+        s.last_trace_at AS last_trace_at,
+        s.trace_count AS trace_count,
+        s.trace_ids AS trace_ids,
+        s.tags AS tags,
+        s.total_cost AS total_cost,
+        s.usage_details AS usage_details,
+        s.event_ts AS event_ts,
+        toUInt8(s.trace_count = 0) AS is_deleted
+    FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
 )
 SELECT
-    w._bucket AS _bucket,
-    cityHash64(s.session_id, s.event_ts) AS _row_hash,
-    toValidUTF8(s.session_id) AS id,
-    toValidUTF8({_P}) AS project_id,
-    arrayMap(x -> toValidUTF8(x), s.environments) AS environments,
-    arrayMap(x -> toValidUTF8(x), s.user_ids) AS user_ids,
-    s.first_trace_at AS first_trace_at,
-    s.last_trace_at AS last_trace_at,
-    s.trace_count AS trace_count,
-    arrayMap(x -> toValidUTF8(x), s.trace_ids) AS trace_ids,
-    arrayMap(x -> toValidUTF8(x), s.tags) AS tags,
-    s.total_cost AS total_cost,
-    mapApply((k, v) -> (toValidUTF8(k), v), s.usage_details) AS usage_details,
-    s.event_ts AS event_ts,
-    toBool(s.trace_count = 0) AS is_deleted
-FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
-ORDER BY _bucket, s.session_id
+    _bucket,
+    _row_hash,
+    is_deleted AS _tombstone,
+    {_invalid_utf8_count(SESSION_COLUMNS)} AS _invalid_utf8,
+    {_line(SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS)} AS _line
+FROM session_rows
+ORDER BY _bucket, id
 {_settings(block_rows)}, join_use_nulls = 0"""
 
 
@@ -197,6 +252,7 @@ def query_for(table_name: str, database: str, mode: Mode, block_rows: int, range
 
 def fingerprint_query(table_name: str, database: str, mode: Mode) -> str:
     """Per partition of a window (range): rows and the XOR of their `_row_hash`, from the very
-    query an export runs, so a manifest's fingerprint and a recount can only differ if the data did."""
-    body = query_for(table_name, database, mode, 65_536).rsplit("\nSETTINGS", 1)[0]
-    return f"SELECT _bucket, count() AS rows, groupBitXor(_row_hash) AS fingerprint FROM ({body}) GROUP BY _bucket ORDER BY _bucket"
+    query an export runs, so a manifest's fingerprint and a recount can only differ if the data did.
+    (ClickHouse prunes the unused `_line`: nothing is formatted.)"""
+    body, settings = query_for(table_name, database, mode, 65_536).rsplit("\nSETTINGS", 1)
+    return f"SELECT _bucket, count() AS rows, groupBitXor(_row_hash) AS fingerprint FROM ({body}) GROUP BY _bucket ORDER BY _bucket\nSETTINGS{settings}"

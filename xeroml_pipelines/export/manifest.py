@@ -22,6 +22,7 @@ class Manifest(BaseModel):
     compression: str
     rows: int
     tombstones: int
+    invalid_utf8: int = 0  # string values whose bytes were not UTF-8, written with U+FFFD
     bytes: int  # as stored (after compression)
     uncompressed_bytes: int
     sha256: str | None  # of the stored bytes

@@ -34,7 +34,6 @@ from xeroml_pipelines.export.pipeline import prefetched
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.export.window import Window
 from xeroml_pipelines.identifiers import validate_prefix
-from xeroml_pipelines.tables import SESSION_TOMBSTONE_COLUMNS, SOURCES
 
 MANIFESTS_DIR = "_manifests"
 
@@ -174,17 +173,16 @@ class ExportIOManager(ConfigurableIOManager):
     def _export(self, stream: ExportStream, run_id: str | None) -> list[Manifest]:
         """Stream the rows into one object per partition, committing each as soon as the stream
         moves past it. A failure leaves earlier partitions committed and later ones untouched."""
-        tombstone_columns = SESSION_TOMBSTONE_COLUMNS if stream.table == "sessions" else SOURCES[stream.table].tombstone_columns
         clock = _Clock()
         manifests: list[Manifest] = []
         pending = list(stream.partitions)
         current: _PartitionWriter | None = None
         try:
-            # three stages on their own threads: ClickHouse -> Polars -> compress and upload (here)
+            # three stages on their own threads: ClickHouse -> cutting into partitions -> compress and upload (here)
             with (
                 stream.open() as batches,
                 prefetched(batches) as ahead,
-                prefetched(serialize(ahead, tombstone_columns)) as chunks,
+                prefetched(serialize(ahead)) as chunks,
             ):
                 for chunk in chunks:
                     while current is None or current.window.bucket != chunk.bucket:
@@ -306,7 +304,7 @@ class _PartitionWriter:
         self._z = compressor(io.compression)
         self._digest = hashlib.sha256()
         self._upload: StagedUpload | None = None
-        self.rows = self.tombstones = self.stored = self.raw = self.fingerprint = 0
+        self.rows = self.tombstones = self.invalid_utf8 = self.stored = self.raw = self.fingerprint = 0
 
     def _put(self, data: bytes) -> None:
         if data:
@@ -319,6 +317,7 @@ class _PartitionWriter:
     def add(self, chunk: Chunk) -> None:
         self.rows += chunk.rows
         self.tombstones += chunk.tombstones
+        self.invalid_utf8 += chunk.invalid_utf8
         self.raw += len(chunk.data)
         self.fingerprint ^= chunk.fingerprint
         self._put(self._z.compress(chunk.data))
@@ -356,6 +355,7 @@ class _PartitionWriter:
                     compression=io.compression,
                     rows=self.rows,
                     tombstones=self.tombstones,
+                    invalid_utf8=self.invalid_utf8,
                     bytes=self.stored,
                     uncompressed_bytes=self.raw,
                     sha256=self._digest.hexdigest() if self.rows else None,
@@ -376,6 +376,7 @@ def _metadata(m: Manifest) -> dict[str, MetadataValue]:
         "uri": MetadataValue.text(m.uri or "(no rows: no data object)"),
         "rows": MetadataValue.int(m.rows),
         "tombstones": MetadataValue.int(m.tombstones),
+        "invalid_utf8_values": MetadataValue.int(m.invalid_utf8),
         "bytes": MetadataValue.int(m.bytes),
         "uncompressed_bytes": MetadataValue.int(m.uncompressed_bytes),
         "query_seconds": MetadataValue.float(m.query_seconds),
