@@ -289,6 +289,8 @@ def test_invalid_utf8_becomes_valid_utf8(exporter: Exporter) -> None:
     assert line["input"] == "h\ufffdi" or line["input"].startswith("h\ufffd")
     assert line["metadata"] == {"k\ufffd": "v\ufffd"}
     assert line["tags"] == ["\ufffd"]
+    # input, the map's key and value, one tag: four values rewritten, and said so
+    assert exporter.manifest("traces", "2025-01-15")["invalid_utf8"] == 4
 
 
 def test_failed_run_keeps_previous_file_and_leaves_nothing_partial(exporter: Exporter, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,12 +36,8 @@ JSON_SETTINGS = (
     "output_format_json_quote_denormals = 0",
     "output_format_json_escape_forward_slashes = 0",
     "output_format_json_named_tuples_as_objects = 1",
-    # Stored strings are bytes; a file must be UTF-8: invalid sequences become U+FFFD.
-    "output_format_json_validate_utf8 = 1",
-    # A tombstone nulls its map and array columns, which cannot be Nullable: a Variant can.
-    "allow_experimental_variant_type = 1",
-    # Inside the formatting scope, bare column names in WHERE/ORDER BY mean the stored columns,
-    # not the same-named JSON fields (a tombstone's nulled `type` must not move its sort place).
+    # Bare column names mean the stored columns, never the same-named cleaned values or
+    # nulled tombstone fields: WHERE, the sort keys and the hash see what is stored.
     "prefer_column_name_to_alias = 1",
 )
 ARROW_SETTINGS = (
@@ -55,18 +51,30 @@ def _settings(block_rows: int) -> str:
     return f"SETTINGS {', '.join((*JSON_SETTINGS, *ARROW_SETTINGS))}, max_block_size = {int(block_rows)}"
 
 
-def _json_field(name: str, ch_type: str, keep_in_tombstone: bool) -> str:
-    """One formatRow argument; the JSON key is the column name."""
+def _map_value_type(ch_type: str) -> str:
+    return ch_type.rsplit(",", 1)[1].strip().rstrip(")")
+
+
+def _valid_utf8(name: str, ch_type: str) -> str | None:
+    """A string-bearing column with invalid UTF-8 replaced by U+FFFD (as toValidUTF8 does), or
+    None for other types. The replacement runs only on the rare rows that need it: checking
+    is a SIMD scan, rewriting is a copy."""
     q = f"`{name}`"
-    if name == "is_deleted":
-        return f"toBool({q}) AS {q}"
-    if keep_in_tombstone:
-        return q
-    # A tombstone must not carry the deleted content (prompts, outputs, user ids).
-    if ch_type.startswith(("Map(", "Array(")):
+    if ch_type.startswith("Map("):
+        value = _map_value_type(ch_type)
         plain = ch_type.replace("LowCardinality(String)", "String")
-        return f"if(is_deleted, CAST(NULL, 'Variant({plain})'), CAST(CAST({q}, '{plain}'), 'Variant({plain})')) AS {q}"
-    return f"if(is_deleted, NULL, {q}) AS {q}"
+        if value == "String":
+            ok = f"arrayAll(x -> isValidUTF8(x), mapKeys({q})) AND arrayAll(x -> isValidUTF8(x), mapValues({q}))"
+            fixed = f"mapApply((k, v) -> (toValidUTF8(k), toValidUTF8(v)), {q})"
+        else:
+            ok = f"arrayAll(x -> isValidUTF8(x), mapKeys({q}))"
+            fixed = f"mapApply((k, v) -> (toValidUTF8(k), v), {q})"
+        return f"if({ok}, CAST({q}, '{plain}'), CAST({fixed}, '{plain}'))"
+    if ch_type == "Array(String)":
+        return f"if(arrayAll(x -> isValidUTF8(x), {q}), {q}, arrayMap(x -> toValidUTF8(x), {q}))"
+    if "String" in ch_type:
+        return f"if(isValidUTF8(ifNull({q}, '')), {q}, toValidUTF8({q}))"
+    return None
 
 
 def _invalid_utf8_count(columns: Iterable[tuple[str, str]]) -> str:
@@ -75,19 +83,38 @@ def _invalid_utf8_count(columns: Iterable[tuple[str, str]]) -> str:
     for name, ch_type in columns:
         q = f"`{name}`"
         if ch_type.startswith("Map("):
-            value_is_string = ch_type.rsplit(",", 1)[1].strip().rstrip(")") == "String"
-            values = f" + arrayCount(x -> NOT isValidUTF8(x), mapValues({q}))" if value_is_string else ""
+            values = f" + arrayCount(x -> NOT isValidUTF8(x), mapValues({q}))" if _map_value_type(ch_type) == "String" else ""
             terms.append(f"arrayCount(x -> NOT isValidUTF8(x), mapKeys({q})){values}")
         elif ch_type == "Array(String)":
             terms.append(f"arrayCount(x -> NOT isValidUTF8(x), {q})")
         elif "String" in ch_type:
-            terms.append(f"NOT isValidUTF8(ifNull({q}, ''))")
+            terms.append(f"(NOT isValidUTF8(ifNull({q}, '')))")
     return "toUInt32(" + " + ".join(terms) + ")"
 
 
+def _cleaned(columns: Iterable[tuple[str, str]]) -> str:
+    """The columns as they are written: valid UTF-8, same names."""
+    out = []
+    for name, ch_type in columns:
+        expr = _valid_utf8(name, ch_type)
+        out.append(f"{expr} AS `{name}`" if expr else f"`{name}`")
+    return ",\n        ".join(out)
+
+
 def _line(columns: Iterable[tuple[str, str]], tombstone_columns: Iterable[str]) -> str:
+    """The record's JSON line; a tombstone's line nulls all content (prompts, outputs, user ids).
+    Only the branch a row needs is formatted (`if` evaluates its branches short-circuit)."""
     keep = set(tombstone_columns)
-    return f"formatRow('JSONEachRow', {', '.join(_json_field(n, t, n in keep) for n, t in columns)})"
+    names = [name for name, _ in columns]
+
+    def field(name: str, tombstone: bool) -> str:
+        if name == "is_deleted":
+            return "toBool(`is_deleted`) AS `is_deleted`"
+        return f"NULL AS `{name}`" if tombstone and name not in keep else f"`{name}`"
+
+    live = ", ".join(field(n, False) for n in names)
+    dead = ", ".join(field(n, True) for n in names)
+    return f"if(`is_deleted`, formatRow('JSONEachRow', {dead}), formatRow('JSONEachRow', {live}))"
 
 
 def _table(database: str, name: str) -> str:
@@ -126,27 +153,31 @@ def records_query(table_name: str, database: str, mode: Mode, block_rows: int, r
 
     Each row is `_bucket` (its partition), `_row_hash` (for the partition's fingerprint),
     `_tombstone`, `_invalid_utf8` and `_line`, the record's JSON line as ClickHouse writes it.
-    The lines are formatted in the inner query, on every reading thread, before the merge into
+    The lines are formatted below the ORDER BY, on every reading thread, before the merge into
     one ordered stream; reading follows the table's sort key, so the ORDER BY is a merge, not a sort.
     """
     table = SOURCES[table_name]
     columns = [(c.name, c.type) for c in table.columns]
     keys = (*table.order_by[1:], "is_deleted")  # the sort key without project_id, fixed by the export
-    order = [f"_k{i}" for i in range(len(keys))]
-    order[-1] += " DESC"  # at equal key a tombstone sorts first, and LIMIT 1 BY keeps it
+    key_names = [f"_k{i}" for i in range(len(keys))]
+    order = [*key_names[:-1], f"{key_names[-1]} DESC"]  # at equal key a tombstone sorts first: LIMIT 1 BY keeps it
     if ranged:
         order.insert(0, "_bucket")
     return f"""SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, _line
 FROM (
-    SELECT
+    SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
+        {_line(columns, table.tombstone_columns)} AS _line
+    FROM (
+        SELECT
         {_bucket(window_column(table, mode))} AS _bucket,
         cityHash64(`id`, `event_ts`) AS _row_hash,
         `is_deleted` AS _tombstone,
         {_invalid_utf8_count(columns)} AS _invalid_utf8,
-        {_line(columns, table.tombstone_columns)} AS _line,
-        {", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))}
-    FROM {_table(database, table.name)}
-    WHERE {latest_in_window_filter(table, database, mode)}
+        {", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))},
+        {_cleaned(columns)}
+        FROM {_table(database, table.name)}
+        WHERE {latest_in_window_filter(table, database, mode)}
+    )
 )
 ORDER BY {", ".join(order)}
 LIMIT 1 BY _k{keys.index("id")}
@@ -232,14 +263,14 @@ session_rows AS (
         s.event_ts AS event_ts,
         toUInt8(s.trace_count = 0) AS is_deleted
     FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
+),
+cleaned_rows AS (
+    SELECT _bucket, _row_hash, is_deleted AS _tombstone, {_invalid_utf8_count(SESSION_COLUMNS)} AS _invalid_utf8,
+        {_cleaned(SESSION_COLUMNS)}
+    FROM session_rows
 )
-SELECT
-    _bucket,
-    _row_hash,
-    is_deleted AS _tombstone,
-    {_invalid_utf8_count(SESSION_COLUMNS)} AS _invalid_utf8,
-    {_line(SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS)} AS _line
-FROM session_rows
+SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, {_line(SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS)} AS _line
+FROM cleaned_rows
 ORDER BY _bucket, id
 {_settings(block_rows)}, join_use_nulls = 0"""
 

@@ -118,7 +118,7 @@ class ClickHouseResource(ConfigurableResource):
             result = None
             try:
                 result = conn.send_query(sql, "Arrow", params=parameters)
-                yield iter(result.record_batch(rows_per_batch=self.batch_rows))
+                yield _chdb_batches(result)
             finally:
                 if result is not None:
                     result.close()
@@ -129,6 +129,21 @@ class ClickHouseResource(ConfigurableResource):
 
     def teardown_after_execution(self, context) -> None:
         self.close()
+
+
+def _chdb_batches(result: Any) -> Iterator[pa.RecordBatch]:
+    """The blocks of a chDB stream as Arrow batches, as ClickHouse made them (`max_block_size`).
+
+    Each fetched block is an Arrow IPC file; it is copied once out of chDB and read in place.
+    (chdb's own `record_batch()` copies it again and concatenates blocks into batches.)
+    """
+    while (chunk := result.fetch()) is not None:
+        data = chunk.bytes()
+        if not data:
+            continue
+        reader = pa.ipc.open_file(pa.py_buffer(data))
+        for i in range(reader.num_record_batches):
+            yield reader.get_batch(i)
 
 
 class EmbeddedEngineBusy(RuntimeError):

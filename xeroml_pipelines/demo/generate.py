@@ -226,6 +226,9 @@ class DemoSpec:
     traces_per_day: int  # per project
     seed: int = 42
     projects: tuple[str, ...] = PROJECTS
+    # Multiplies the words of prompts and completions: 1 gives ~1.3 KB per observation on
+    # average, 4 about 3 KB, the size of a large production project's observations.
+    text_scale: int = 1
 
     def statements(self, database: str) -> list[str]:
         values = {
@@ -237,8 +240,8 @@ class DemoSpec:
             "n_projects": str(len(self.projects)),
             "projects": ", ".join(f"'{p}'" for p in self.projects),
             "words": "[" + ", ".join(f"'{w}'" for w in _WORDS) + "]",
-            "question": _text("q", 10, 60),
-            "answer": _text("a", 30, 200),
+            "question": _text("q", 10 * int(self.text_scale), 60 * int(self.text_scale)),
+            "answer": _text("a", 30 * int(self.text_scale), 200 * int(self.text_scale)),
         }
 
         def sql(template: str, **extra: str) -> str:
