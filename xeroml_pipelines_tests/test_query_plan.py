@@ -1,0 +1,45 @@
+"""The incremental window query reads the granules of its window, not the whole table."""
+
+from __future__ import annotations
+
+import re
+
+from xeroml_pipelines.clickhouse.queries import latest_in_window_filter
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.tables import SOURCES
+
+
+def _granules(plan: str) -> dict[str, tuple[int, int]]:
+    """Selected/total granules per index step of the first read in an `EXPLAIN indexes = 1`."""
+    steps: dict[str, tuple[int, int]] = {}
+    current = None
+    for line in plan.splitlines():
+        text = line.strip()
+        if text in ("MinMax", "Partition", "PrimaryKey", "Skip"):
+            current = text
+        elif current and (m := re.match(r"Granules: (\d+)/(\d+)", text)):
+            steps.setdefault(current, (int(m[1]), int(m[2])))
+            current = None
+    return steps
+
+
+def test_event_ts_skip_index_prunes_the_window(ch: ClickHouseResource) -> None:
+    ch.create_schema()
+    db = ch.database
+    # 40 days of one project's observations, ingested in time order
+    ch.get_client().command(
+        f"INSERT INTO `{db}`.observations (id, trace_id, project_id, type, start_time, name, created_at, updated_at, event_ts, is_deleted) "
+        "SELECT concat('o', toString(number)), 't', 'p1', 'GENERATION', ts, 'n', ts, ts, ts, 0 "
+        "FROM (SELECT number, toDateTime64('2025-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(number * 20) AS ts FROM numbers(172800))"
+    )
+    ch.get_client().command(f"OPTIMIZE TABLE `{db}`.observations FINAL")
+    sql = f"SELECT count() FROM `{db}`.observations WHERE {latest_in_window_filter(SOURCES['observations'], db, 'incremental')}"
+    params = {"project_id": "p1", "window_start": "2025-01-20 00:00:00", "window_end": "2025-01-21 00:00:00"}
+    plan = "\n".join(row[0] for row in ch.get_client().query("EXPLAIN indexes = 1 " + sql, parameters=params).result_rows)
+    steps = _granules(plan)
+    assert "event_ts_minmax" in plan
+    selected, total = steps["Skip"]
+    assert total == steps["PrimaryKey"][0]
+    # one day of forty: a few granules, not the table
+    assert selected * 10 < total, plan
+    assert ch.scalar(sql, params) == 4320
