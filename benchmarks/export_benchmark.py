@@ -57,7 +57,7 @@ def _clickhouse(db: str):
 def _native(db: str, out: Path, same_selection: bool) -> dict:
     import chdb
 
-    from xeroml_pipelines.clickhouse.queries import JSON_SETTINGS, latest_in_window_filter
+    from xeroml_pipelines.clickhouse.queries import JSON_SETTINGS, export_sort_key, latest_in_window_filter
     from xeroml_pipelines.tables import SOURCES
 
     conn = chdb.connect(db)
@@ -66,7 +66,7 @@ def _native(db: str, out: Path, same_selection: bool) -> dict:
     target = out / "native.jsonl"
     if same_selection:
         table = SOURCES["observations"]
-        keys = ", ".join((*table.order_by[1:], "is_deleted DESC"))
+        keys = ", ".join(export_sort_key(table)) + " DESC"
         sql = (
             f"SELECT * FROM bench.observations WHERE {latest_in_window_filter(table, 'bench', 'incremental')} "
             f"ORDER BY {keys} LIMIT 1 BY id"

@@ -147,6 +147,13 @@ def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> st
     return f"project_id = {_P} AND {_in_window(window_column(table, mode))} AND (id, event_ts) IN ({latest})"
 
 
+def export_sort_key(table: SourceTable) -> tuple[str, ...]:
+    """The order of a file's lines: the table's sort key without project_id (fixed by the
+    export), then `is_deleted`, descending, so at equal key a tombstone sorts first and
+    LIMIT 1 BY keeps it."""
+    return (*table.order_by[1:], "is_deleted")
+
+
 def records_query(table_name: str, database: str, mode: Mode, block_rows: int, ranged: bool = False) -> str:
     """The lines of one window, or of several (`ranged`): then ordered by partition first, so the
     stream can be cut into one file per partition.
@@ -158,9 +165,9 @@ def records_query(table_name: str, database: str, mode: Mode, block_rows: int, r
     """
     table = SOURCES[table_name]
     columns = [(c.name, c.type) for c in table.columns]
-    keys = (*table.order_by[1:], "is_deleted")  # the sort key without project_id, fixed by the export
+    keys = export_sort_key(table)
     key_names = [f"_k{i}" for i in range(len(keys))]
-    order = [*key_names[:-1], f"{key_names[-1]} DESC"]  # at equal key a tombstone sorts first: LIMIT 1 BY keeps it
+    order = [*key_names[:-1], f"{key_names[-1]} DESC"]
     if ranged:
         order.insert(0, "_bucket")
     return f"""SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, _line

@@ -35,7 +35,7 @@ class ClickHouseResource(ConfigurableResource):
     user: str = "default"
     password: str | None = Field(default=None, description="Secret: give it as EnvVar('...')")
     database: str = "default"
-    batch_rows: int = Field(default=8_192, ge=1, description="Rows per ClickHouse block / Arrow batch handed to the serializer")
+    batch_rows: int = Field(default=8_192, ge=1, description="Rows per ClickHouse block: the unit a partition streams in")
     embedded_wait_s: float = Field(default=120, ge=0, description="chDB only: how long to wait while another process holds the engine")
 
     _client: Client | None = PrivateAttr(default=None)
