@@ -154,9 +154,8 @@ def export_sort_key(table: SourceTable) -> tuple[str, ...]:
     return (*table.order_by[1:], "is_deleted")
 
 
-def records_query(table_name: str, database: str, mode: Mode, block_rows: int, ranged: bool = False) -> str:
-    """The lines of one window, or of several (`ranged`): then ordered by partition first, so the
-    stream can be cut into one file per partition.
+def records_query(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
+    """The lines of one window, in the file's line order.
 
     Each row is `_bucket` (its partition), `_row_hash` (for the partition's fingerprint),
     `_tombstone`, `_invalid_utf8` and `_line`, the record's JSON line as ClickHouse writes it.
@@ -168,8 +167,6 @@ def records_query(table_name: str, database: str, mode: Mode, block_rows: int, r
     keys = export_sort_key(table)
     key_names = [f"_k{i}" for i in range(len(keys))]
     order = [*key_names[:-1], f"{key_names[-1]} DESC"]
-    if ranged:
-        order.insert(0, "_bucket")
     return f"""SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, _line
 FROM (
     SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
@@ -282,10 +279,10 @@ ORDER BY _bucket, id
 {_settings(block_rows)}, join_use_nulls = 0"""
 
 
-def query_for(table_name: str, database: str, mode: Mode, block_rows: int, ranged: bool = False) -> str:
+def query_for(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
     if table_name == "sessions":
         return sessions_query(database, mode, block_rows)
-    return records_query(table_name, database, mode, block_rows, ranged)
+    return records_query(table_name, database, mode, block_rows)
 
 
 def fingerprint_query(table_name: str, database: str, mode: Mode) -> str:

@@ -1,4 +1,4 @@
-"""Arrow batches of ClickHouse-formatted lines -> NDJSON chunks, one per partition run.
+"""Arrow batches of ClickHouse-formatted lines -> NDJSON chunks, one per batch.
 
 ClickHouse writes each record's JSON line itself (see `clickhouse.queries`); an Arrow string
 column keeps all of a batch's lines back to back in one buffer, so a partition's bytes are one
@@ -42,31 +42,21 @@ def _lines(lines: pa.Array) -> memoryview:
     return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
 
 
-def _runs(buckets: pa.Array) -> list[tuple[int, int, int]]:
-    """(bucket, start, end) of each run of equal buckets; rows arrive ordered by partition."""
-    if buckets[0] == buckets[-1]:  # a batch of one window, the usual case
-        return [(buckets[0].as_py(), 0, len(buckets))]
-    encoded = pc.run_end_encode(buckets)
-    ends = encoded.run_ends.to_pylist()
-    values = encoded.values.to_pylist()
-    return [(v, s, e) for v, s, e in zip(values, [0, *ends[:-1]], ends)]
-
-
 def serialize(batches: Iterable[pa.RecordBatch]) -> Iterator[Chunk]:
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        for bucket, start, end in _runs(batch.column("_bucket")):
-            part = batch.slice(start, end - start)
-            data = _lines(part.column("_line"))
-            rows = part.num_rows
-            hashes = pl.from_arrow(part.column("_row_hash"))
-            assert isinstance(hashes, pl.Series)
-            yield Chunk(
-                bucket=int(bucket),
-                data=data,
-                rows=rows,
-                tombstones=int(pc.sum(part.column("_tombstone")).as_py() or 0),
-                invalid_utf8=int(pc.sum(part.column("_invalid_utf8")).as_py() or 0),
-                fingerprint=int(hashes.bitwise_xor() or 0),
-            )
+        bounds = pc.min_max(batch.column("_bucket")).as_py()
+        if bounds["min"] != bounds["max"]:
+            # one query per partition: a batch never spans two
+            raise RuntimeError(f"a ClickHouse block mixes partition buckets {bounds['min']}..{bounds['max']}")
+        hashes = pl.from_arrow(batch.column("_row_hash"))
+        assert isinstance(hashes, pl.Series)
+        yield Chunk(
+            bucket=int(bounds["min"]),
+            data=_lines(batch.column("_line")),
+            rows=batch.num_rows,
+            tombstones=int(pc.sum(batch.column("_tombstone")).as_py() or 0),
+            invalid_utf8=int(pc.sum(batch.column("_invalid_utf8")).as_py() or 0),
+            fingerprint=int(hashes.bitwise_xor() or 0),
+        )

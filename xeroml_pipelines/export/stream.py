@@ -17,7 +17,7 @@ from xeroml_pipelines.export.window import Mode, Window
 
 @dataclass(frozen=True)
 class ExportStream:
-    """One or several consecutive partitions (a range backfill): one query, one file each."""
+    """One or several consecutive partitions (a range backfill): one query and one file each."""
 
     export_name: str
     project_id: str
