@@ -173,6 +173,7 @@ class AzureDestination(_Destination):
     default_credential: bool = False
     block_size_mib: int = Field(default=16, ge=1, le=4000)
     max_retries: int = Field(default=6, ge=0, le=20)
+    retry_backoff_s: float = Field(default=15, gt=0, le=300, description="Wait before the first retry of a failed request")
 
     @field_validator("connection_string_env", "sas_token_env", "account_key_env")
     @classmethod

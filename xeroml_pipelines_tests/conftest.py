@@ -38,6 +38,7 @@ class Exporter:
     ch: ClickHouseResource
     out: Path
     project_id: str = "p1"
+    password_env: str | None = None  # a ClickHouse server's password, by env var name
 
     def config(self, **export: Any) -> XeroMLConfig:
         fields: dict[str, Any] = {
@@ -49,7 +50,7 @@ class Exporter:
         }
         fields.update(export)
         return XeroMLConfig(
-            clickhouse=ClickHouseConfig(url=self.ch.url, database=self.ch.database),
+            clickhouse=ClickHouseConfig(url=self.ch.url, database=self.ch.database, password_env=self.password_env),
             exports=(ExportConfig.model_validate(fields),),
         )
 
@@ -60,6 +61,7 @@ class Exporter:
         until: str | None = None,
         batch_rows: int | None = None,
         instance: DagsterInstance | None = None,
+        raise_on_error: bool = True,
         **export: Any,
     ):
         defs = build_definitions(self.config(tables=tables, **export))
@@ -69,8 +71,8 @@ class Exporter:
         assets = [defs.get_assets_def(AssetKey(["exp", t])) for t in tables]
         if until:  # a range run, as a backfill with a multi-partition policy launches it
             tags = {ASSET_PARTITION_RANGE_START_TAG: partition, ASSET_PARTITION_RANGE_END_TAG: until}
-            return materialize(assets, tags=tags, resources=resources, instance=instance)
-        return materialize(assets, partition_key=partition, resources=resources, instance=instance)
+            return materialize(assets, tags=tags, resources=resources, instance=instance, raise_on_error=raise_on_error)
+        return materialize(assets, partition_key=partition, resources=resources, instance=instance, raise_on_error=raise_on_error)
 
     def path(self, table: str, rel: str, ext: str = ".jsonl") -> Path:
         return self.out / table / f"{rel}{ext}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import shutil
 import signal
@@ -12,7 +13,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import unquote
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -125,6 +130,13 @@ def bqemulator(log_dir: Path, gcs_root: Path) -> Server:
                   env={"BQEMU_GCS_LOCAL_ROOT": str(gcs_root)})
 
 
+def clickhouse_http(log_dir: Path, path: Path, password: str) -> Server:
+    """ClickHouse's HTTP interface over a chDB engine of its own (see clickhouse_http.py)."""
+    port = free_port()
+    argv = [sys.executable, "-m", "xeroml_pipelines_tests.clickhouse_http", "--path", str(path), "--port", str(port), "--password-env", "CLICKHOUSE_PASSWORD"]
+    return Server("clickhouse-http", argv, port, f"http://127.0.0.1:{port}/ping", log_dir, env={"CLICKHOUSE_PASSWORD": password})
+
+
 def azurite_connection_string(blob_url: str) -> str:
     return (
         f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
@@ -139,6 +151,8 @@ class TcpProxy:
     def __init__(self, target_port: int, port: int | None = None) -> None:
         self.target_port = target_port
         self.port = port or free_port()
+        self.cut_after: int | None = None  # cut once this many more response bytes have passed
+        self._passed = 0
         self._sockets: set[socket.socket] = set()
         self._lock = threading.Lock()
         self._listener: socket.socket | None = None
@@ -189,12 +203,26 @@ class TcpProxy:
                 continue
             with self._lock:
                 self._sockets.update((client, upstream))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            for a, b, response in ((client, upstream, False), (upstream, client, True)):
+                threading.Thread(target=self._pipe, args=(a, b, response), daemon=True).start()
 
-    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
+    def arm(self, response_bytes: int) -> None:
+        """Cut everything once `response_bytes` more bytes have gone from the server to clients."""
+        with self._lock:
+            self._passed, self.cut_after = 0, response_bytes
+
+    def _pipe(self, src: socket.socket, dst: socket.socket, response: bool) -> None:
         try:
             while data := src.recv(65536):
+                if response and self.cut_after is not None:
+                    with self._lock:
+                        room = self.cut_after - self._passed
+                        self._passed += len(data)
+                    if room <= len(data):
+                        dst.sendall(data[: max(room, 0)])
+                        self.cut_after = None
+                        self.cut()
+                        return
                 dst.sendall(data)
         except OSError:
             pass
@@ -204,3 +232,80 @@ class TcpProxy:
                     s.shutdown(socket.SHUT_RDWR)
                 except OSError:
                     pass
+
+
+@dataclass
+class Fault:
+    """Answer matching requests with `status` instead of forwarding them, `times` times (None: always)."""
+
+    matches: Callable[[str, str], bool]  # (method, unquoted path and query)
+    status: int
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int | None = 1
+    injected: int = 0
+
+
+class FaultProxy:
+    """An HTTP proxy on 127.0.0.1 in front of an emulator that answers chosen requests with errors
+    (500, 503, 429 throttling, 403), as a cloud service under load or misconfigured does; all
+    other requests pass through unchanged. `requests` records (method, path, status) of each."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.faults: list[Fault] = []
+        self.requests: list[tuple[str, str, int]] = []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                target = unquote(self.path)
+                fault = next((f for f in proxy.faults if (f.times is None or f.injected < f.times) and f.matches(self.command, target)), None)
+                if fault is not None:
+                    fault.injected += 1
+                    proxy.requests.append((self.command, target, fault.status))
+                    self._reply(fault.status, fault.body, fault.headers)
+                    return
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
+                try:
+                    conn.request(self.command, self.path, body=body, headers={k: v for k, v in self.headers.items() if k.lower() != "connection"})
+                    response = conn.getresponse()
+                    data = response.read()
+                    headers = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+                    proxy.requests.append((self.command, target, response.status))
+                    # a HEAD's Content-Length is the object's size, not this (empty) body's
+                    length = response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))
+                    self._reply(response.status, data, headers, length)
+                finally:
+                    conn.close()
+
+            def _reply(self, status: int, body: bytes, headers: dict[str, str], length: str | None = None) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", length if length is not None else str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = do_PATCH = _forward
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", port or 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

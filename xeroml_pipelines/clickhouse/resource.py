@@ -9,6 +9,7 @@ clickhouse-connect's chDB backend materializes a whole result before its first b
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -125,7 +126,7 @@ class ClickHouseResource(ConfigurableResource):
                 conn.close()
         else:
             with self.get_client().query_arrow_stream(sql, parameters=parameters) as stream:
-                yield (batch for table in stream for batch in table.to_batches(max_chunksize=self.batch_rows))
+                yield iter(stream)  # record batches, as the server sends its blocks (`max_block_size`)
 
     def teardown_after_execution(self, context) -> None:
         self.close()
@@ -148,6 +149,37 @@ def _chdb_batches(result: Any) -> Iterator[pa.RecordBatch]:
 
 class EmbeddedEngineBusy(RuntimeError):
     pass
+
+
+# ClickHouse error codes a retry cannot fix: credentials, grants, missing database/table/column,
+# bad SQL, a read-only user. Everything else (network, memory limits, timeouts) may pass.
+_PERMANENT_CODES = {
+    516,  # AUTHENTICATION_FAILED
+    192,  # UNKNOWN_USER
+    193,  # WRONG_PASSWORD
+    194,  # REQUIRED_PASSWORD
+    497,  # ACCESS_DENIED
+    81,  # UNKNOWN_DATABASE
+    60,  # UNKNOWN_TABLE
+    47,  # UNKNOWN_IDENTIFIER
+    62,  # SYNTAX_ERROR
+    164,  # READONLY
+}
+_CODE = re.compile(r"\bCode:\s*(\d+)")
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a ClickHouse error is one a retry cannot fix (see `_PERMANENT_CODES`): over HTTP
+    clickhouse-connect reports the server's code, chDB only has it in the message."""
+    code = getattr(error, "code", None)
+    if code is None and (match := _CODE.search(str(error))):
+        code = int(match.group(1))
+    return code in _PERMANENT_CODES
+
+
+class ClickHouseStreamError(RuntimeError):
+    """A result stream broke off (connection lost, server or engine error mid-result): transient,
+    left to the step's retry policy."""
 
 
 def _engine_locked(e: BaseException) -> bool:

@@ -64,6 +64,7 @@ class AzureBlobClientResource(AzureBlobStorageResource):
     ) = Field(default_factory=AzureBlobStorageAnonymousCredential, discriminator="credential_type")
     connection_string: str | None = Field(default=None, description="Secret: as EnvVar('...')")
     max_retries: int = Field(default=6, ge=0, description="Retries of a failed request (exponential backoff)")
+    retry_backoff_s: float = Field(default=15, gt=0, description="Wait before the first retry; later waits grow exponentially")
     timeout_s: int = Field(default=60, ge=1, description="Connection and read timeout per request")
 
     @model_validator(mode="after")
@@ -74,9 +75,14 @@ class AzureBlobClientResource(AzureBlobStorageResource):
 
     @contextmanager
     def get_client(self) -> Generator[BlobServiceClient, None, None]:
+        # The storage SDK's own ExponentialRetry (azure-core's retry_backoff_factor is ignored by
+        # it): its defaults (15 s, then +3^n s, +-3 s jitter) scaled to `retry_backoff_s`.
+        scale = self.retry_backoff_s / 15
         options = {
             "retry_total": self.max_retries,
-            "retry_backoff_factor": 0.8,
+            "initial_backoff": self.retry_backoff_s,
+            "increment_base": 3 * scale,
+            "random_jitter_range": 3 * scale,
             "connection_timeout": self.timeout_s,
             "read_timeout": self.timeout_s,
         }

@@ -12,10 +12,10 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
-from dagster import AssetExecutionContext, BetaWarning, AssetKey, AssetsDefinition, BackfillPolicy, Backoff, Jitter, RetryPolicy, asset
+from dagster import AssetExecutionContext, BetaWarning, Failure, AssetKey, AssetsDefinition, BackfillPolicy, Backoff, Jitter, RetryPolicy, asset
 
 from xeroml_pipelines.clickhouse.queries import query_for
-from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource, ClickHouseStreamError, is_permanent
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.export.partitions import partitions_for
 from xeroml_pipelines.export.stream import ExportStream
@@ -76,23 +76,42 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
             export_name=export.name, project_id=export.project_id, table=table, mode=export.mode, partitions=partitions, open=None
         )
         sql = query_for(table, clickhouse.database, export.mode, clickhouse.batch_rows)
-        windows = [window for _, window in partitions]
-        return dataclasses.replace(stream, open=lambda: _each_window(clickhouse, sql, export.project_id, windows))
+        return dataclasses.replace(stream, open=lambda: _each_window(clickhouse, sql, stream))
 
     return _export
 
 
 @contextmanager
-def _each_window(clickhouse: ClickHouseResource, sql: str, project_id: str, windows: list[Window]) -> Iterator[Iterator[pa.RecordBatch]]:
+def _each_window(clickhouse: ClickHouseResource, sql: str, stream: ExportStream) -> Iterator[Iterator[pa.RecordBatch]]:
     """A range's batches: one query per partition, one after the other, in one run. Each query
     reads in the table's key order (its ORDER BY is a merge, not a sort), so memory stays flat
     however long the range; ordering a whole range by partition first would sort all of it."""
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for window in windows:
-            params = {"project_id": project_id, **window.sql_params(), "bucket_ms": window.step_ms}
-            with clickhouse.stream_arrow(sql, params) as stream:
-                yield from stream
+        for key, window in stream.partitions:
+            params = {"project_id": stream.project_id, **window.sql_params(), "bucket_ms": window.step_ms}
+            rows = started = 0
+            try:
+                with clickhouse.stream_arrow(sql, params) as partition:
+                    started = 1
+                    for batch in partition:
+                        rows += batch.num_rows
+                        yield batch
+            except Exception as e:
+                what = f"{stream.table} {key} (project {stream.project_id!r})"
+                cause = f"{type(e).__name__}: {e}"
+                if is_permanent(e):
+                    raise Failure(
+                        description=f"ClickHouse refused to read {what}: {cause}. Fix the ClickHouse settings "
+                        "(credentials, grants, database) and re-run; nothing was published.",
+                        allow_retries=False,
+                    ) from None
+                if started:
+                    raise ClickHouseStreamError(
+                        f"ClickHouse stopped sending {what} after {rows} rows: {cause}. "
+                        "Nothing of this partition was published; a retry reads it again whole."
+                    ) from e
+                raise ClickHouseStreamError(f"ClickHouse could not be queried for {what}: {cause}") from e
 
     each = batches()
     try:

@@ -43,14 +43,14 @@ def _s3(dest: S3Destination) -> S3ClientResource:
 
 def _azure(dest: AzureDestination) -> AzureBlobClientResource:
     if dest.connection_string_env:
-        return AzureBlobClientResource(connection_string=EnvVar(dest.connection_string_env), max_retries=dest.max_retries)
+        return AzureBlobClientResource(connection_string=EnvVar(dest.connection_string_env), max_retries=dest.max_retries, retry_backoff_s=dest.retry_backoff_s)
     if dest.sas_token_env:
         credential = AzureBlobStorageSASTokenCredential(token=EnvVar(dest.sas_token_env))
     elif dest.account_key_env:
         credential = AzureBlobStorageKeyCredential(key=EnvVar(dest.account_key_env))
     else:
         credential = AzureBlobStorageDefaultCredential()
-    return AzureBlobClientResource(account_url=dest.account_url, credential=credential, max_retries=dest.max_retries)
+    return AzureBlobClientResource(account_url=dest.account_url, credential=credential, max_retries=dest.max_retries, retry_backoff_s=dest.retry_backoff_s)
 
 
 def export_io_manager(export: ExportConfig) -> ExportIOManager:
