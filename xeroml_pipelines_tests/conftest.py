@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import secrets
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -143,6 +144,30 @@ def azurite_server(emulator_dir: Path):
     from xeroml_pipelines_tests import emulators
 
     yield from _serve(emulators.azurite(emulator_dir, emulator_dir / "azurite-data"))
+
+
+# The ClickHouse server's password (a fresh secret per session), and the env var runs read it from.
+CLICKHOUSE_PASSWORD = "ch-" + secrets.token_hex(12)
+CLICKHOUSE_PASSWORD_ENV = "XEROML_TEST_CLICKHOUSE_PASSWORD"
+
+
+@pytest.fixture(scope="session")
+def clickhouse_server(emulator_dir: Path):
+    """ClickHouse's HTTP interface over an engine of its own (clickhouse_http.py), password-protected."""
+    from xeroml_pipelines_tests import emulators
+
+    yield from _serve(emulators.clickhouse_http(emulator_dir, emulator_dir / "clickhouse-http-engine", CLICKHOUSE_PASSWORD))
+
+
+def server_database(server, name: str) -> ClickHouseResource:
+    """A fresh database on the ClickHouse server and a resource for it (a server refuses a
+    connection to a database that does not exist, so it is created first)."""
+    import clickhouse_connect
+
+    admin = clickhouse_connect.get_client(host="127.0.0.1", port=server.port, interface="http", password=CLICKHOUSE_PASSWORD)
+    admin.command(f"CREATE DATABASE `{name}`")
+    admin.close()
+    return ClickHouseResource(url=server.url, password=CLICKHOUSE_PASSWORD, database=name)
 
 
 @pytest.fixture(scope="session")

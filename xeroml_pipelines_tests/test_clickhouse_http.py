@@ -13,33 +13,18 @@ import uuid
 from datetime import date
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
 from dagster import DagsterInstance
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines_tests import emulators
-from xeroml_pipelines_tests.conftest import Exporter
+from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD as PASSWORD
+from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD_ENV as PASSWORD_ENV
+from xeroml_pipelines_tests.conftest import Exporter, server_database
 
-PASSWORD_ENV = "XEROML_TEST_CLICKHOUSE_PASSWORD"
-PASSWORD = "ch-" + secrets.token_hex(12)
 TABLES = ("traces", "observations", "scores", "sessions")
 SPEC = DemoSpec(start=date(2025, 1, 13), days=2, traces_per_day=150)
-
-
-@pytest.fixture(scope="session")
-def clickhouse_server(emulator_dir: Path):
-    from xeroml_pipelines_tests.conftest import _serve
-
-    yield from _serve(emulators.clickhouse_http(emulator_dir, emulator_dir / "clickhouse-http-engine", PASSWORD))
-
-
-def _server_database(url: str, name: str) -> ClickHouseResource:
-    admin = clickhouse_connect.get_client(host="127.0.0.1", port=int(url.rsplit(":", 1)[1]), interface="http", password=PASSWORD)
-    admin.command(f"CREATE DATABASE `{name}`")
-    admin.close()
-    return ClickHouseResource(url=url, password=PASSWORD, database=name)
 
 
 @pytest.fixture
@@ -50,7 +35,7 @@ def twins(request, clickhouse_server, chdb_url: str, tmp_path: Path, monkeypatch
     spec = marker.args[0] if marker else SPEC
     monkeypatch.setenv(PASSWORD_ENV, PASSWORD)
     name = f"h_{uuid.uuid4().hex[:10]}"
-    server = _server_database(clickhouse_server.url, name)
+    server = server_database(clickhouse_server, name)
     embedded = ClickHouseResource(url=chdb_url, database=name)
     for ch in (server, embedded):
         generate(ch, spec)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import socket
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,9 +16,29 @@ from pydantic import Field
 from xeroml_pipelines.io_managers.base import ExportIOManager
 
 # Staged files live here, not beside the data, so a `{table}/*.jsonl` glob never sees a partial
-# file; a process killed mid-write leaves only an orphan in this folder.
+# file; a process killed mid-write leaves an orphan here, removed by the next upload on this host.
 STAGING_DIR = "_staging"
 LOCKS_DIR = "_locks"
+_HOST = socket.gethostname().replace("-", "_")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+def _remove_orphans(staging: Path) -> None:
+    """Staged files of processes of this host that are gone (killed mid-write). Files of other
+    hosts sharing the folder are left alone: their writers may be alive."""
+    for path in staging.glob(f"{_HOST}-*.part"):
+        pid = path.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
 
 
 class _StagedFile:
@@ -25,7 +46,8 @@ class _StagedFile:
         self._final = final
         staging = root / STAGING_DIR
         staging.mkdir(parents=True, exist_ok=True)
-        self._path = staging / f"{os.getpid()}-{uuid.uuid4().hex}.part"
+        _remove_orphans(staging)
+        self._path = staging / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
         self._file = open(self._path, "wb")
 
     def write(self, data: bytes) -> None:
