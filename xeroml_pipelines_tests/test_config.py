@@ -145,6 +145,9 @@ _CLOUD = "clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e, project_id: p,
 @pytest.mark.parametrize(
     "destination,field,message",
     [
+        ("{provider: s3}", "destination.s3.bucket", "Field required"),
+        ("{provider: gcs}", "destination.gcs.bucket", "Field required"),
+        ("{provider: azure, default_credential: true, account_url: 'https://a.blob.core.windows.net'}", "destination.azure.container", "Field required"),
         ("{provider: s3, bucket: Bad_Bucket}", "destination.s3.bucket", "pattern"),
         ("{provider: s3, bucket: ok-bucket, access_key_id_env: AK}", "destination.s3", "go together"),
         ("{provider: s3, bucket: ok-bucket, access_key_id_env: 'AKIA123/secret'}", "destination.s3.access_key_id_env", "environment variable"),
@@ -168,3 +171,22 @@ def test_cloud_destination_errors_name_the_field(destination: str, field: str, m
 def test_cloud_destinations_parse() -> None:
     cfg = parse_config(_CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'https://acct.blob.core.windows.net'}")
     assert cfg.exports[0].destination.location == "azure:https://acct.blob.core.windows.net/xeroml/"
+
+
+def test_transport_is_https_unless_an_endpoint_says_otherwise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Plain HTTP only where a URL spells it out (emulators, a local MinIO); every default is TLS."""
+    import clickhouse_connect
+
+    from xeroml_pipelines.defs.export.resources import export_io_manager
+
+    seen: dict = {}
+    monkeypatch.setattr(clickhouse_connect, "get_client", lambda **kw: seen.update(kw))
+    ClickHouseResource(url="https://clickhouse.example.com").get_client()
+    assert (seen["interface"], seen["port"]) == ("https", 8443)
+
+    cfg = parse_config(_CLOUD % "{provider: s3, bucket: ok-bucket, region: eu-west-1}")
+    s3 = export_io_manager(cfg.exports[0])
+    assert s3.s3.get_client().meta.endpoint_url.startswith("https://")
+
+    with pytest.raises(ConfigError, match="http"):
+        parse_config(_CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'acct.blob.core.windows.net'}")

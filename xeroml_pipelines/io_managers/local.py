@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from pydantic import Field
 
-from xeroml_pipelines.io_managers.base import ExportIOManager
+from xeroml_pipelines.io_managers.base import DestinationError, ExportIOManager
 
 # Staged files live here, not beside the data, so a `{table}/*.jsonl` glob never sees a partial
 # file; a process killed mid-write leaves an orphan here, removed by the next upload on this host.
@@ -41,32 +42,61 @@ def _remove_orphans(staging: Path) -> None:
             path.unlink(missing_ok=True)
 
 
+# Failures only the operator can fix: no retry, say what to do.
+_NEEDS_OPERATOR = {
+    errno.ENOSPC: "no space left on the disk",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+}
+
+
+@contextmanager
+def _disk_errors(path: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as e:
+        if e.errno in _NEEDS_OPERATOR:
+            raise DestinationError(
+                f"{path}: {_NEEDS_OPERATOR[e.errno]}; nothing of this partition was published. "
+                "Free space or fix the folder's permissions, then re-run.",
+                permanent=True,
+            ) from None
+        raise DestinationError(f"{path}: {e.strerror or e} ({type(e).__name__})", permanent=False) from e
+
+
 class _StagedFile:
     def __init__(self, root: Path, final: Path) -> None:
         self._final = final
         staging = root / STAGING_DIR
-        staging.mkdir(parents=True, exist_ok=True)
-        _remove_orphans(staging)
-        self._path = staging / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
-        self._file = open(self._path, "wb")
+        with _disk_errors(final):
+            staging.mkdir(parents=True, exist_ok=True)
+            _remove_orphans(staging)
+            self._path = staging / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
+            self._file = open(self._path, "wb")
 
     def write(self, data: bytes) -> None:
-        self._file.write(data)
+        with _disk_errors(self._final):
+            self._file.write(data)
 
     def commit(self, size: int) -> None:
-        self._file.flush()
-        os.fsync(self._file.fileno())
-        self._file.close()
-        on_disk = self._path.stat().st_size
-        if on_disk != size:
-            raise OSError(f"staged file {self._path} holds {on_disk} bytes, expected {size}")
-        self._final.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._path, self._final)
-        _fsync_dir(self._final.parent)
+        with _disk_errors(self._final):
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            on_disk = self._path.stat().st_size
+            if on_disk != size:
+                raise DestinationError(f"staged file {self._path} holds {on_disk} bytes, expected {size}", permanent=False)
+            self._final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._path, self._final)
+            _fsync_dir(self._final.parent)
 
     def abort(self) -> None:
-        if not self._file.closed:
-            self._file.close()
+        try:
+            self._file.close()  # flushing what is buffered can fail again (a full disk): it is discarded anyway
+        except OSError:
+            pass
         self._path.unlink(missing_ok=True)
 
 
