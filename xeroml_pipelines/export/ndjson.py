@@ -1,4 +1,4 @@
-"""Arrow batches of ClickHouse-formatted lines -> NDJSON chunks, one per batch.
+"""Arrow batches of ClickHouse-formatted lines -> NDJSON chunks, one per batch and partition.
 
 ClickHouse writes each record's JSON line itself (see `clickhouse.queries`); an Arrow string
 column keeps all of a batch's lines back to back in one buffer, so a partition's bytes are one
@@ -42,21 +42,34 @@ def _lines(lines: pa.Array) -> memoryview:
     return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
 
 
+def _by_partition(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]:
+    """The batch's rows per partition bucket, each in the order they came (the file's order).
+    Rows of one query over several partitions come in key order, their buckets interleaved."""
+    buckets = batch.column("_bucket")
+    bounds = pc.min_max(buckets).as_py()
+    if bounds["min"] == bounds["max"]:  # one partition: the usual case, no copy
+        yield bounds["min"], batch
+        return
+    ordered = batch.take(pc.sort_indices(buckets))  # a stable sort: key order kept within a bucket
+    encoded = pc.run_end_encode(ordered.column("_bucket"))
+    start = 0
+    for bucket, end in zip(encoded.values.to_pylist(), encoded.run_ends.to_pylist()):
+        yield bucket, ordered.slice(start, end - start)
+        start = end
+
+
 def serialize(batches: Iterable[pa.RecordBatch]) -> Iterator[Chunk]:
     for batch in batches:
         if batch.num_rows == 0:
             continue
-        bounds = pc.min_max(batch.column("_bucket")).as_py()
-        if bounds["min"] != bounds["max"]:
-            # one query per partition: a batch never spans two
-            raise RuntimeError(f"a ClickHouse block mixes partition buckets {bounds['min']}..{bounds['max']}")
-        hashes = pl.from_arrow(batch.column("_row_hash"))
-        assert isinstance(hashes, pl.Series)
-        yield Chunk(
-            bucket=int(bounds["min"]),
-            data=_lines(batch.column("_line")),
-            rows=batch.num_rows,
-            tombstones=int(pc.sum(batch.column("_tombstone")).as_py() or 0),
-            invalid_utf8=int(pc.sum(batch.column("_invalid_utf8")).as_py() or 0),
-            fingerprint=int(hashes.bitwise_xor() or 0),
-        )
+        for bucket, part in _by_partition(batch):
+            hashes = pl.from_arrow(part.column("_row_hash"))
+            assert isinstance(hashes, pl.Series)
+            yield Chunk(
+                bucket=int(bucket),
+                data=_lines(part.column("_line")),
+                rows=part.num_rows,
+                tombstones=int(pc.sum(part.column("_tombstone")).as_py() or 0),
+                invalid_utf8=int(pc.sum(part.column("_invalid_utf8")).as_py() or 0),
+                fingerprint=int(hashes.bitwise_xor() or 0),
+            )

@@ -15,16 +15,22 @@ import pyarrow as pa
 from xeroml_pipelines.export.window import Mode, Window
 
 
+Partitions = tuple[tuple[str, Window], ...]  # (partition key, its window), in time order
+
+
 @dataclass(frozen=True)
 class ExportStream:
-    """One or several consecutive partitions (a range backfill): one query and one file each."""
+    """One or several consecutive partitions (a range backfill), one file each.
+
+    `open(group)` runs one query over a group of consecutive partitions of `partitions`; the IO
+    manager chooses the groups (how many files it can have open at once)."""
 
     export_name: str
     project_id: str
     table: str
     mode: Mode
-    partitions: tuple[tuple[str, Window], ...]  # (partition key, its window), in time order
-    open: Callable[[], AbstractContextManager[Iterator[pa.RecordBatch]]]
+    partitions: Partitions
+    open: Callable[[Partitions], AbstractContextManager[Iterator[pa.RecordBatch]]]
 
     @property
     def window(self) -> Window:

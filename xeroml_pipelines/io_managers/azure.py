@@ -147,6 +147,10 @@ class AzureBlobExportIOManager(ExportIOManager):
     _container_cache: ContainerClient | None = PrivateAttr(default=None)
 
     @property
+    def upload_buffer_bytes(self) -> int:
+        return self.block_size_mib * MIB
+
+    @property
     def _container(self) -> ContainerClient:
         if self._container_cache is None:
             self._client_cm = self.azure.get_client()

@@ -22,7 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue, OutputContext, get_dagster_logger
 from pydantic import BaseModel, Field, field_validator
@@ -170,38 +170,49 @@ class ExportIOManager(ConfigurableIOManager):
                 f"{m.bytes} bytes -> {m.uri or 'no data object (zero rows)'}"
             )
 
+    # ---- a range's partitions per query --------------------------------------------------------
+
+    # Upload buffers (a part, chunk or block each) of the files a range query has open at once
+    # stay within this; a partition's own file holds one buffer, however large the partition.
+    UPLOAD_BUFFERS_BUDGET: ClassVar[int] = 512 * 1024 * 1024
+
+    @property
+    def upload_buffer_bytes(self) -> int:
+        """What one open upload holds in memory before sending it on (0: writes go straight out)."""
+        return 0
+
+    def partitions_per_query(self) -> int:
+        return max(1, self.UPLOAD_BUFFERS_BUDGET // self.upload_buffer_bytes) if self.upload_buffer_bytes else 1_000_000
+
     def _export(self, stream: ExportStream, run_id: str | None) -> list[Manifest]:
-        """Stream the rows into one object per partition, committing each as soon as the stream
-        moves past it. A failure leaves earlier partitions committed and later ones untouched."""
+        """One query per group of consecutive partitions (a whole range when the destination can
+        have that many files open), its rows streamed into one object per partition; a group's
+        objects are committed when its query ends. A failure aborts the group's uploads, leaving
+        earlier groups committed and this and later ones untouched."""
         clock = _Clock()
         manifests: list[Manifest] = []
-        pending = list(stream.partitions)
-        current: _PartitionWriter | None = None
-        try:
-            # three stages on their own threads: ClickHouse -> cutting into partitions -> compress and upload (here)
-            with (
-                stream.open() as batches,
-                prefetched(batches) as ahead,
-                prefetched(serialize(ahead)) as chunks,
-            ):
-                for chunk in chunks:
-                    while current is None or current.window.bucket != chunk.bucket:
-                        if current is not None:
-                            manifests.append(current.commit(clock, run_id))
-                        if not pending or pending[0][1].bucket > chunk.bucket:
-                            raise RuntimeError(f"rows of partition bucket {chunk.bucket} arrived outside or out of order for {stream.table}")
-                        key, window = pending.pop(0)
-                        current = _PartitionWriter(self, stream, key, window)
-                    current.add(chunk)
-            if current is not None:
-                manifests.append(current.commit(clock, run_id))
-                current = None
-            for key, window in pending:  # partitions of the range without a single row
-                manifests.append(_PartitionWriter(self, stream, key, window).commit(clock, run_id))
-            return manifests
-        finally:
-            if current is not None:
-                current.abort()
+        size = self.partitions_per_query()
+        for first in range(0, len(stream.partitions), size):
+            group = stream.partitions[first : first + size]
+            writers = {window.bucket: _PartitionWriter(self, stream, key, window) for key, window in group}
+            try:
+                # three stages on their own threads: ClickHouse -> cutting into partitions -> compress and upload (here)
+                with (
+                    stream.open(group) as batches,
+                    prefetched(batches) as ahead,
+                    prefetched(serialize(ahead)) as chunks,
+                ):
+                    for chunk in chunks:
+                        writer = writers.get(chunk.bucket)
+                        if writer is None:
+                            raise RuntimeError(f"rows of partition bucket {chunk.bucket} arrived outside {group[0][0]}..{group[-1][0]} for {stream.table}")
+                        writer.add(chunk)
+                for writer in writers.values():  # in time order; partitions without rows get their manifest
+                    manifests.append(writer.commit(clock, run_id))
+            finally:
+                for writer in writers.values():
+                    writer.abort()
+        return manifests
 
     def _remove(self, key: str) -> None:
         try:

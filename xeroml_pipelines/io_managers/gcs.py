@@ -123,6 +123,10 @@ class GCSExportIOManager(ExportIOManager):
     _bucket_cache: Any = PrivateAttr(default=None)
 
     @property
+    def upload_buffer_bytes(self) -> int:
+        return self.chunk_size_mib * MIB
+
+    @property
     def _bucket(self) -> storage.Bucket:
         if self._bucket_cache is None:
             # `bucket()` makes no request: no storage.buckets.get permission is needed.

@@ -198,6 +198,10 @@ class S3ExportIOManager(ExportIOManager):
     _client_cache: Any = PrivateAttr(default=None)
 
     @property
+    def upload_buffer_bytes(self) -> int:
+        return self.part_size_mib * MIB
+
+    @property
     def _client(self) -> Any:
         if self._client_cache is None:
             self._client_cache = self.s3.get_client()

@@ -18,7 +18,7 @@ from xeroml_pipelines.clickhouse.queries import query_for
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource, ClickHouseStreamError, is_permanent
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.export.partitions import partitions_for
-from xeroml_pipelines.export.stream import ExportStream
+from xeroml_pipelines.export.stream import ExportStream, Partitions
 from xeroml_pipelines.export.window import Window
 
 _DESCRIPTIONS = {
@@ -76,42 +76,45 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
             export_name=export.name, project_id=export.project_id, table=table, mode=export.mode, partitions=partitions, open=None
         )
         sql = query_for(table, clickhouse.database, export.mode, clickhouse.batch_rows)
-        return dataclasses.replace(stream, open=lambda: _each_window(clickhouse, sql, stream))
+        return dataclasses.replace(stream, open=lambda group: _query(clickhouse, sql, stream, group))
 
     return _export
 
 
 @contextmanager
-def _each_window(clickhouse: ClickHouseResource, sql: str, stream: ExportStream) -> Iterator[Iterator[pa.RecordBatch]]:
-    """A range's batches: one query per partition, one after the other, in one run. Each query
-    reads in the table's key order (its ORDER BY is a merge, not a sort), so memory stays flat
-    however long the range; ordering a whole range by partition first would sort all of it."""
+def _query(clickhouse: ClickHouseResource, sql: str, stream: ExportStream, group: Partitions) -> Iterator[Iterator[pa.RecordBatch]]:
+    """The batches of one query over consecutive partitions (one, or a group of a range).
+
+    The rows come in the table's key order whatever the group (reading follows the sort key,
+    so the ORDER BY is a merge, not a sort, and memory stays flat); each row's `_bucket` says
+    which partition's file it goes to. One scan for a whole range reads every granule once,
+    where a query per partition would re-read the granules partitions share."""
+    window = Window(group[0][1].start, group[-1][1].end)
+    params = {"project_id": stream.project_id, **window.sql_params(), "bucket_ms": group[0][1].step_ms}
+    what = f"{stream.table} {group[0][0]}" + (f"..{group[-1][0]}" if len(group) > 1 else "") + f" (project {stream.project_id!r})"
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for key, window in stream.partitions:
-            params = {"project_id": stream.project_id, **window.sql_params(), "bucket_ms": window.step_ms}
-            rows = started = 0
-            try:
-                with clickhouse.stream_arrow(sql, params) as partition:
-                    started = 1
-                    for batch in partition:
-                        rows += batch.num_rows
-                        yield batch
-            except Exception as e:
-                what = f"{stream.table} {key} (project {stream.project_id!r})"
-                cause = f"{type(e).__name__}: {e}"
-                if is_permanent(e):
-                    raise Failure(
-                        description=f"ClickHouse refused to read {what}: {cause}. Fix the ClickHouse settings "
-                        "(credentials, grants, database) and re-run; nothing was published.",
-                        allow_retries=False,
-                    ) from None
-                if started:
-                    raise ClickHouseStreamError(
-                        f"ClickHouse stopped sending {what} after {rows} rows: {cause}. "
-                        "Nothing of this partition was published; a retry reads it again whole."
-                    ) from e
-                raise ClickHouseStreamError(f"ClickHouse could not be queried for {what}: {cause}") from e
+        rows = started = 0
+        try:
+            with clickhouse.stream_arrow(sql, params) as result:
+                started = 1
+                for batch in result:
+                    rows += batch.num_rows
+                    yield batch
+        except Exception as e:
+            cause = f"{type(e).__name__}: {e}"
+            if is_permanent(e):
+                raise Failure(
+                    description=f"ClickHouse refused to read {what}: {cause}. Fix the ClickHouse settings "
+                    "(credentials, grants, database) and re-run; nothing was published.",
+                    allow_retries=False,
+                ) from None
+            if started:
+                raise ClickHouseStreamError(
+                    f"ClickHouse stopped sending {what} after {rows} rows: {cause}. "
+                    "Nothing of these partitions was published; a retry reads them again whole."
+                ) from e
+            raise ClickHouseStreamError(f"ClickHouse could not be queried for {what}: {cause}") from e
 
     each = batches()
     try:
