@@ -9,6 +9,9 @@ observation), then times, on the same data in the same run:
 - native_same: ClickHouse itself writing exactly our selection (latest version per id, in order);
 - xeroml / xeroml_zstd / xeroml_gzip: the export IO manager, as a run executes it;
 - xeroml_dagster: a whole Dagster run of the partition (`materialize`), fixed run overhead included;
+- xeroml_http: the export through clickhouse-connect's HTTP client, from ClickHouse's HTTP
+  interface over the same data (served by the test suite's front for chDB in its own process:
+  its time includes that Python server, the row is for the client's memory);
 - dlt: dlt's `sql_table` through chdb-sqlalchemy into its filesystem destination as jsonl
   (needs `pip install "dlt[filesystem]" chdb-sqlalchemy`; skipped above --dlt-max-rows);
 - a 30-day backfill: one Dagster run over 30 partitions against 30 single-partition runs.
@@ -25,7 +28,10 @@ import shutil
 import statistics
 import subprocess
 import sys
+import socket
 import time
+import urllib.request
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -49,7 +55,7 @@ def _window(day: date, days: int = 1):
 def _clickhouse(db: str):
     from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 
-    ch = ClickHouseResource(url=f"chdb://{db}", database="bench")
+    ch = ClickHouseResource(url=db if db.startswith("http://") else f"chdb://{db}", database="bench")
     ch.get_client()  # the engine starts before the clock
     return ch
 
@@ -94,7 +100,7 @@ def _xeroml(db: str, out: Path, compression: str) -> dict:
     w = _window(DAY)
     sql = query_for("observations", "bench", "incremental", ch.batch_rows)
     params = {"project_id": PROJECT, **w.sql_params(), "bucket_ms": w.step_ms}
-    stream = ExportStream("bench", PROJECT, "observations", "incremental", ((DAY.isoformat(), w),), lambda: ch.stream_arrow(sql, params))
+    stream = ExportStream("bench", PROJECT, "observations", "incremental", ((DAY.isoformat(), w),), lambda group: ch.stream_arrow(sql, params))
     io = LocalExportIOManager(base_dir=str(out), compression=compression)
     t = time.perf_counter()
     (m,) = io._export(stream, None)
@@ -206,6 +212,7 @@ CHILDREN = {
     "xeroml_zstd": lambda db, out: _xeroml(db, out, "zstd"),
     "xeroml_gzip": lambda db, out: _xeroml(db, out, "gzip"),
     "xeroml_dagster": _dagster_run,
+    "xeroml_http": lambda db, out: _xeroml(db, out, "none"),
     "dlt": _dlt,
     "range_1x30": _range_run,
     "single_30x1": _single_runs,
@@ -235,7 +242,7 @@ def _generate(db: Path, observations_per_day: int, days: int) -> None:
     print(f"# generated {db.name} in {time.perf_counter() - t:.0f} s", file=sys.stderr)
 
 
-def _measure(name: str, db: Path, work: Path) -> dict:
+def _measure(name: str, db: Path | str, work: Path) -> dict:
     out = work / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
@@ -252,7 +259,29 @@ def _measure(name: str, db: Path, work: Path) -> dict:
     return result
 
 
-def _median_of(name: str, db: Path, work: Path, repeats: int) -> dict:
+@contextmanager
+def _clickhouse_server(db: Path):
+    """ClickHouse's HTTP interface over the same data (the test suite's HTTP front for chDB, in
+    its own process): the client's memory is what the xeroml_http row measures."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "xeroml_pipelines_tests.clickhouse_http", "--path", str(db), "--port", str(port)],
+                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
+    try:
+        for _ in range(600):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def _median_of(name: str, db: Path | str, work: Path, repeats: int) -> dict:
     runs = [_measure(name, db, work) for _ in range(repeats)]
     seconds = statistics.median(r["seconds"] for r in runs)
     rss = statistics.median(r["rss_mb"] for r in runs)
@@ -312,6 +341,8 @@ def main() -> None:
         if have_dlt and rows <= args.dlt_max_rows:
             names.append("dlt")
         results = [_median_of(n, db, work, 1 if n == "dlt" else args.repeats) for n in names]
+        with _clickhouse_server(db) as url:
+            results.append(_median_of("xeroml_http", url, work, args.repeats))
         print(_table(f"One partition of observations, {rows:,} rows requested", results, ("native_final", "native_same")))
         print(flush=True)
     if args.range_rows_per_day:

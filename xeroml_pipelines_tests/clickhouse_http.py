@@ -32,7 +32,6 @@ _TRANSPORT = {"query", "database", "query_id", "session_id", "session_timeout", 
 _CODE = re.compile(r"Code: (\d+)\.")
 _FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*(?:SETTINGS\b.*)?;?\s*$", re.IGNORECASE | re.DOTALL)
 _STREAMED = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
-_EMPTY_DB = re.compile(r"^\s*(CREATE|DROP)\s+DATABASE\b", re.IGNORECASE)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -95,9 +94,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _run(self, conn, sql: str, fmt: str, params: dict[str, str], bindings: dict[str, str], settings: dict[str, str]) -> None:
         try:
-            database = params.get("database")
-            # A server resolves `database` per request; CREATE/DROP DATABASE work without it.
-            if database and not _EMPTY_DB.match(sql):
+            if database := params.get("database"):  # resolved per request, as a server does: it must exist
                 conn.query(f"USE `{database}`")
             for k, v in settings.items():
                 conn.query(f"SET `{k}` = '{v}'")

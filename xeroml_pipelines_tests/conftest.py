@@ -88,6 +88,19 @@ class Exporter:
         return json.loads((self.out / "_manifests" / table / f"{rel}.json").read_text())
 
 
+def assert_same_exports(a: Exporter, b: Exporter, tables: tuple[str, ...], days: list[str], fields: tuple[str, ...]) -> None:
+    """Two exports of the same data wrote the same files and manifests (`fields` of them)."""
+    for table in tables:
+        for day in days:
+            pa, pb = a.path(table, day), b.path(table, day)
+            assert pa.exists() == pb.exists(), (table, day)
+            if pa.exists():
+                assert pa.read_bytes() == pb.read_bytes(), (table, day)
+            ma, mb = a.manifest(table, day), b.manifest(table, day)
+            for field in fields:
+                assert ma[field] == mb[field], (table, day, field)
+
+
 def read_bytes(p: Path) -> bytes:
     data = p.read_bytes()
     if p.suffix == ".gz":

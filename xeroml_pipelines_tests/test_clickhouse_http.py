@@ -21,7 +21,7 @@ from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines_tests import emulators
 from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD as PASSWORD
 from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD_ENV as PASSWORD_ENV
-from xeroml_pipelines_tests.conftest import Exporter, server_database
+from xeroml_pipelines_tests.conftest import Exporter, assert_same_exports, server_database
 
 TABLES = ("traces", "observations", "scores", "sessions")
 SPEC = DemoSpec(start=date(2025, 1, 13), days=2, traces_per_day=150)
@@ -49,15 +49,7 @@ def twins(request, clickhouse_server, chdb_url: str, tmp_path: Path, monkeypatch
 
 
 def _same_files(a: Exporter, b: Exporter, days: list[str]) -> None:
-    for table in TABLES:
-        for day in days:
-            pa, pb = a.path(table, day), b.path(table, day)
-            assert pa.exists() == pb.exists(), (table, day)
-            if pa.exists():
-                assert pa.read_bytes() == pb.read_bytes(), (table, day)
-            ma, mb = a.manifest(table, day), b.manifest(table, day)
-            for field in ("rows", "tombstones", "invalid_utf8", "bytes", "sha256", "fingerprint"):
-                assert ma[field] == mb[field], (table, day, field)
+    assert_same_exports(a, b, TABLES, days, ("rows", "tombstones", "invalid_utf8", "bytes", "sha256", "fingerprint"))
 
 
 def test_export_over_http_equals_the_embedded_export(twins) -> None:

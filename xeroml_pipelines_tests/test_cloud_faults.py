@@ -5,6 +5,8 @@ object intact; a permanent refusal (403) fails at once, without retries of any k
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from dagster import DagsterInstance
 
@@ -17,29 +19,29 @@ DAY = "2025-01-15"
 DATA_KEY = f"{PREFIX}/traces/{DAY}.jsonl"
 MANIFEST_KEY = f"{PREFIX}/_manifests/traces/{DAY}.json"
 
-# What each service answers when it throttles or fails, as its SDK expects to parse it.
+def _answer(name: str, status: int, code: str, message: str) -> tuple[int, bytes, dict[str, str]]:
+    """An error response as the service sends it and its SDK parses it."""
+    if name == "gcs":
+        body = json.dumps({"error": {"code": status, "message": message, "errors": [{"reason": code}]}}).encode()
+        return status, body, {"Content-Type": "application/json"}
+    body = f"<?xml version='1.0' encoding='utf-8'?><Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+    return status, body, {"Content-Type": "application/xml", **({"x-ms-error-code": code} if name == "azure" else {})}
+
+
 THROTTLED = {
-    "s3": (503, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>",
-           {"Content-Type": "application/xml"}),
-    "gcs": (429, b'{"error": {"code": 429, "message": "The rate of change requests to the object is too high.", "errors": [{"reason": "rateLimitExceeded"}]}}',
-            {"Content-Type": "application/json"}),
-    "azure": (503, b"<?xml version='1.0' encoding='utf-8'?><Error><Code>ServerBusy</Code><Message>The server is busy.</Message></Error>",
-              {"Content-Type": "application/xml", "x-ms-error-code": "ServerBusy"}),
+    "s3": _answer("s3", 503, "SlowDown", "Please reduce your request rate."),
+    "gcs": _answer("gcs", 429, "rateLimitExceeded", "The rate of change requests to the object is too high."),
+    "azure": _answer("azure", 503, "ServerBusy", "The server is busy."),
 }
 INTERNAL = {
-    "s3": (500, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>",
-           {"Content-Type": "application/xml"}),
-    "gcs": (503, b'{"error": {"code": 503, "message": "Backend Error", "errors": [{"reason": "backendError"}]}}', {"Content-Type": "application/json"}),
-    "azure": (500, b"<?xml version='1.0' encoding='utf-8'?><Error><Code>InternalError</Code><Message>The server encountered an internal error.</Message></Error>",
-              {"Content-Type": "application/xml", "x-ms-error-code": "InternalError"}),
+    "s3": _answer("s3", 500, "InternalError", "We encountered an internal error."),
+    "gcs": _answer("gcs", 503, "backendError", "Backend Error"),
+    "azure": _answer("azure", 500, "InternalError", "The server encountered an internal error."),
 }
 FORBIDDEN = {
-    "s3": (403, b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>",
-           {"Content-Type": "application/xml"}),
-    "gcs": (403, b'{"error": {"code": 403, "message": "does not have storage.objects.create access", "errors": [{"reason": "forbidden"}]}}',
-            {"Content-Type": "application/json"}),
-    "azure": (403, b"<?xml version='1.0' encoding='utf-8'?><Error><Code>AuthorizationPermissionMismatch</Code><Message>This request is not authorized to perform this operation using this permission.</Message></Error>",
-              {"Content-Type": "application/xml", "x-ms-error-code": "AuthorizationPermissionMismatch"}),
+    "s3": _answer("s3", 403, "AccessDenied", "Access Denied"),
+    "gcs": _answer("gcs", 403, "forbidden", "does not have storage.objects.create access"),
+    "azure": _answer("azure", 403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission."),
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.io_managers.local import LocalExportIOManager
-from xeroml_pipelines_tests.conftest import Exporter
+from xeroml_pipelines_tests.conftest import Exporter, assert_same_exports
 
 TABLES = ("traces", "observations", "scores", "sessions")
 DAYS = [f"2025-01-{d}" for d in range(12, 19)]  # one empty day before the data, late arrivals after
@@ -47,15 +47,7 @@ def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None,
     starts = [q["window_start"][:10] for q in queries]
     assert starts == DAYS[:: group or len(DAYS)] * len(TABLES)
 
-    for table in TABLES:
-        for day in DAYS:
-            a, b = per_day.path(table, day), ranged.path(table, day)
-            assert a.exists() == b.exists(), (table, day)
-            if a.exists():
-                assert a.read_bytes() == b.read_bytes(), (table, day)
-            ma, mb = per_day.manifest(table, day), ranged.manifest(table, day)
-            for field in ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window", "object_key"):
-                assert ma[field] == mb[field], (table, day, field)
+    assert_same_exports(per_day, ranged, TABLES, DAYS, ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window", "object_key"))
     assert ranged.manifest("traces", "2025-01-12")["rows"] == 0  # the empty day has its manifest
 
     rows = {(e.materialization.asset_key.path[-1], e.materialization.partition): e.materialization.metadata["rows"].value
