@@ -85,9 +85,9 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
 def _query(clickhouse: ClickHouseResource, sql: str, stream: ExportStream, group: Partitions) -> Iterator[Iterator[pa.RecordBatch]]:
     """The batches of one query over consecutive partitions (one, or a group of a range).
 
-    The rows come in the table's key order whatever the group (reading follows the sort key,
-    so the ORDER BY is a merge, not a sort, and memory stays flat); each row's `_bucket` says
-    which partition's file it goes to. One scan for a whole range reads every granule once,
+    Records come in the table's key order whatever the group (reading follows the sort key, so
+    the ORDER BY is a merge, not a sort of the range); each row's `_bucket` says which
+    partition's file it goes to. One scan for a whole range reads every granule once,
     where a query per partition would re-read the granules partitions share."""
     window = Window(group[0][1].start, group[-1][1].end)
     params = {"project_id": stream.project_id, **window.sql_params(), "bucket_ms": group[0][1].step_ms}
