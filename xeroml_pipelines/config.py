@@ -301,7 +301,7 @@ class ExportConfig(_Strict):
     recheck_days: int = Field(default=7, ge=0, le=90, description="Late data: partitions younger than this are recounted (0: never)")
     recheck_interval_minutes: int = Field(default=60, ge=1, description="Late data: how often they are recounted")
     max_partitions_per_run: int = Field(
-        default=31, ge=1, le=744, description="Backfills: partitions exported by one run (one query per partition and table, in one process)"
+        default=31, ge=1, le=744, description="Backfills: partitions exported by one run (one ClickHouse scan per table for the range)"
     )
     warehouse: WarehouseConfig | None = Field(default=None, description="Where a sensor loads each exported partition")
 

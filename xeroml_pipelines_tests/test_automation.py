@@ -8,7 +8,6 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from dagster import (
     AssetKey,
-    AssetSelection,
     DagsterInstance,
     build_schedule_context,
     build_sensor_context,

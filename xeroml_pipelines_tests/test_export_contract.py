@@ -10,7 +10,7 @@ import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines_tests.conftest import Exporter, by_id, read_bytes
-from xeroml_pipelines_tests.factories import insert, observation, score, trace, ts
+from xeroml_pipelines_tests.factories import insert, observation, score, trace
 
 
 def test_partition_holds_latest_version_by_ingestion_time(exporter: Exporter) -> None:

@@ -15,7 +15,6 @@ import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-import pytest
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from dagster import AssetKey, DagsterInstance, materialize
 

@@ -1,4 +1,4 @@
-"""What an export asset returns: a lazy, re-openable description of one partition's rows.
+"""What an export asset returns: a lazy, re-openable description of its partitions' rows.
 
 The asset only decides *which* rows (table, window, SQL); the IO manager opens the stream and
 consumes it batch by batch, so no partition is ever held in memory.
@@ -31,7 +31,3 @@ class ExportStream:
     mode: Mode
     partitions: Partitions
     open: Callable[[Partitions], AbstractContextManager[Iterator[pa.RecordBatch]]]
-
-    @property
-    def window(self) -> Window:
-        return Window(self.partitions[0][1].start, self.partitions[-1][1].end)

@@ -181,8 +181,9 @@ class ExportIOManager(ConfigurableIOManager):
         """What one open upload holds in memory before sending it on (0: writes go straight out)."""
         return 0
 
-    def partitions_per_query(self) -> int:
-        return max(1, self.UPLOAD_BUFFERS_BUDGET // self.upload_buffer_bytes) if self.upload_buffer_bytes else 1_000_000
+    def partitions_per_query(self) -> int | None:
+        """How many partitions one query may feed at once (None: all of a range)."""
+        return max(1, self.UPLOAD_BUFFERS_BUDGET // self.upload_buffer_bytes) if self.upload_buffer_bytes else None
 
     def _export(self, stream: ExportStream, run_id: str | None) -> list[Manifest]:
         """One query per group of consecutive partitions (a whole range when the destination can
@@ -191,7 +192,7 @@ class ExportIOManager(ConfigurableIOManager):
         earlier groups committed and this and later ones untouched."""
         clock = _Clock()
         manifests: list[Manifest] = []
-        size = self.partitions_per_query()
+        size = self.partitions_per_query() or len(stream.partitions)
         for first in range(0, len(stream.partitions), size):
             group = stream.partitions[first : first + size]
             writers = {window.bucket: _PartitionWriter(self, stream, key, window) for key, window in group}

@@ -94,10 +94,10 @@ def _query(clickhouse: ClickHouseResource, sql: str, stream: ExportStream, group
     what = f"{stream.table} {group[0][0]}" + (f"..{group[-1][0]}" if len(group) > 1 else "") + f" (project {stream.project_id!r})"
 
     def batches() -> Iterator[pa.RecordBatch]:
-        rows = started = 0
+        rows, started = 0, False
         try:
             with clickhouse.stream_arrow(sql, params) as result:
-                started = 1
+                started = True
                 for batch in result:
                     rows += batch.num_rows
                     yield batch
