@@ -3,6 +3,7 @@ temporary DAGSTER_HOME, driven through the webserver's GraphQL API as the UI dri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -19,6 +20,19 @@ from xeroml_pipelines_tests.emulators import REPO, free_port
 BIN = Path(sys.executable).parent
 
 
+def _signal_group(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pgid, sig)
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 class DagsterServices:
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home = home
@@ -29,31 +43,69 @@ class DagsterServices:
         self.procs: list[subprocess.Popen] = []
 
     def start(self) -> DagsterServices:
-        workspace = str(REPO / "workspace.yaml")
-        for name, argv in (
-            ("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", workspace]),
-            ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
-        ):
-            log = open(self.home / f"{name}.log", "ab")
-            # its own process group: the code servers and run workers it spawns stop with it
-            self.procs.append(subprocess.Popen(argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
-        self._wait_until_loaded()
+        """Start both and wait until the webserver has loaded the code location. Whatever fails
+        on the way, what was started is stopped before the error is raised."""
+        try:
+            self._init_storage()
+            workspace = str(REPO / "workspace.yaml")
+            for name, argv in (
+                ("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", workspace]),
+                ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
+            ):
+                with open(self.home / f"{name}.log", "ab") as log:
+                    # its own process group: the code servers and run workers it spawns stop with it
+                    proc = subprocess.Popen(
+                        argv, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                    )
+                self.procs.append(proc)
+            self._wait_until_loaded()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
+    def _init_storage(self) -> None:
+        """Create the instance's SQLite storages (runs, events, schedules) before either service
+        starts: on a fresh DAGSTER_HOME both would create and stamp them at once, and alembic's
+        version table would end up with two heads."""
+        done = subprocess.run(
+            [str(BIN / "dagster"), "instance", "migrate"], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"dagster instance migrate failed:\n{done.stdout}\n{done.stderr}")
+
+    def __enter__(self) -> DagsterServices:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def stop(self) -> None:
+        """Stop each service's whole process group (code servers, run workers) by PID: SIGTERM,
+        then SIGKILL for whatever is left after 20 s."""
         for proc in self.procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                _signal_group(proc.pid, signal.SIGTERM)
         for proc in self.procs:
             try:
                 proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+                _signal_group(proc.pid, signal.SIGKILL)
                 proc.wait()
+            # the leader is gone; children of its group may still be stopping
+            deadline = time.monotonic() + 10
+            while group_alive(proc.pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            if group_alive(proc.pid):
+                _signal_group(proc.pid, signal.SIGKILL)
         self.procs.clear()
 
-    def logs(self) -> str:
-        return "\n".join((self.home / f"{n}.log").read_text(errors="replace")[-4000:] for n in ("webserver", "daemon"))
+    def logs(self, tail: int = 4000) -> str:
+        return "\n".join(
+            (self.home / f"{n}.log").read_text(errors="replace")[-tail:]
+            for n in ("webserver", "daemon")
+            if (self.home / f"{n}.log").exists()
+        )
 
     def graphql(self, query: str, **variables: Any) -> dict:
         request = urllib.request.Request(
@@ -69,7 +121,10 @@ class DagsterServices:
 
     def _wait_until_loaded(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout
-        query = "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        query = (
+            "{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus "
+            "locationOrLoadError { __typename ... on PythonError { message } } } } } }"
+        )
         while time.monotonic() < deadline:
             try:
                 (entry,) = self.graphql(query)["workspaceOrError"]["locationEntries"]
