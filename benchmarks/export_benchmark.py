@@ -25,14 +25,14 @@ import json
 import os
 import platform
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
-import socket
 import time
 import urllib.request
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 PROJECT = "demo"
@@ -45,11 +45,11 @@ RANGE_DAYS = 30
 # ---- children: each measurement runs in its own process ---------------------------------------
 
 
-def _window(day: date, days: int = 1):
-    from xeroml_pipelines.export.window import Window
+def _window(day: date):
+    from xeroml_pipelines.windows import Window
 
-    start = datetime(day.year, day.month, day.day, tzinfo=timezone.utc)
-    return Window(start, start + timedelta(days=days))
+    start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+    return Window(day.isoformat(), start, start + timedelta(days=1))
 
 
 def _clickhouse(db: str):
@@ -65,6 +65,7 @@ def _native(db: str, out: Path, same_selection: bool) -> dict:
 
     from xeroml_pipelines.clickhouse.queries import JSON_SETTINGS, export_sort_key, latest_in_window_filter
     from xeroml_pipelines.tables import SOURCES
+    from xeroml_pipelines.windows import Span
 
     conn = chdb.connect(db)
     conn.query("SELECT 1")
@@ -84,7 +85,7 @@ def _native(db: str, out: Path, same_selection: bool) -> dict:
         )
     sql += f" INTO OUTFILE '{target}' TRUNCATE FORMAT JSONEachRow SETTINGS {', '.join(JSON_SETTINGS)}"
     t = time.perf_counter()
-    conn.query(sql, params={"project_id": PROJECT, **w.sql_params()})
+    conn.query(sql, params={"project_id": PROJECT, **Span.of([w]).sql_params()})
     seconds = time.perf_counter() - t
     with target.open("rb") as f:
         rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
@@ -92,24 +93,23 @@ def _native(db: str, out: Path, same_selection: bool) -> dict:
 
 
 def _xeroml(db: str, out: Path, compression: str) -> dict:
-    from xeroml_pipelines.clickhouse.queries import query_for
+    from xeroml_pipelines.clickhouse.source import export_query
+    from xeroml_pipelines.destinations.local import LocalFolder
+    from xeroml_pipelines.export import engine
+    from xeroml_pipelines.export.layout import Layout
     from xeroml_pipelines.export.stream import ExportStream
-    from xeroml_pipelines.io_managers.local import LocalExportIOManager
 
     ch = _clickhouse(db)
-    w = _window(DAY)
-    sql = query_for("observations", "bench", "incremental", ch.batch_rows)
-    params = {"project_id": PROJECT, **w.sql_params(), "bucket_ms": w.step_ms}
-    stream = ExportStream("bench", PROJECT, "observations", "incremental", ((DAY.isoformat(), w),), lambda group: ch.stream_arrow(sql, params))
-    io = LocalExportIOManager(base_dir=str(out), compression=compression)
+    source = export_query(ch, "observations", "incremental", PROJECT)
+    stream = ExportStream("bench", PROJECT, "observations", "incremental", (_window(DAY),), source)
     t = time.perf_counter()
-    (m,) = io._export(stream, None)
+    (m,) = engine.export(LocalFolder(path=str(out)), Layout("", compression), stream, None)
     return {"seconds": time.perf_counter() - t, "rows": m.rows, "bytes": m.uncompressed_bytes, "stored": m.bytes}
 
 
 def _definitions(db: str, out: Path):
     from xeroml_pipelines.config import parse_config
-    from xeroml_pipelines.definitions import build_definitions
+    from xeroml_pipelines.defs.location import build_definitions
 
     config = f"""
 clickhouse: {{url: "chdb://{db}", database: bench}}
@@ -178,7 +178,11 @@ def _dlt(db: str, out: Path) -> dict:
 
     def only_the_partition(query, table):
         c = table.c
-        return query.where(c.project_id == PROJECT).where(c.event_ts >= w.start.replace(tzinfo=None)).where(c.event_ts < w.end.replace(tzinfo=None))
+        return (
+            query.where(c.project_id == PROJECT)
+            .where(c.event_ts >= w.start.replace(tzinfo=None))
+            .where(c.event_ts < w.end.replace(tzinfo=None))
+        )
 
     source = sql_table(
         credentials=f"chdb:///{db}",
@@ -190,7 +194,9 @@ def _dlt(db: str, out: Path) -> dict:
     source.max_table_nesting = 0  # maps stay JSON objects, as in our files
     os.environ["DESTINATION__FILESYSTEM__BUCKET_URL"] = (out / "dlt").as_uri()
     os.environ["NORMALIZE__DATA_WRITER__DISABLE_COMPRESSION"] = "true"
-    pipeline = dlt.pipeline(pipeline_name="bench", destination="filesystem", dataset_name="bench", pipelines_dir=str(out / "pipelines"))
+    pipeline = dlt.pipeline(
+        pipeline_name="bench", destination="filesystem", dataset_name="bench", pipelines_dir=str(out / "pipelines")
+    )
     t = time.perf_counter()
     pipeline.run(source, loader_file_format="jsonl", write_disposition="replace")
     seconds = time.perf_counter() - t
@@ -246,7 +252,9 @@ def _measure(name: str, db: Path | str, work: Path) -> dict:
     out = work / f"out-{name}"
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, __file__, "--child", name, "--db", str(db), "--out", str(out)], stdout=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", name, "--db", str(db), "--out", str(out)], stdout=subprocess.PIPE
+    )
     assert proc.stdout is not None
     report = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -266,8 +274,11 @@ def _clickhouse_server(db: Path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "xeroml_pipelines_tests.clickhouse_http", "--path", str(db), "--port", str(port)],
-                              cwd=Path(__file__).resolve().parents[1], stdout=subprocess.DEVNULL)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "xeroml_pipelines_tests.clickhouse_http", "--path", str(db), "--port", str(port)],
+        cwd=Path(__file__).resolve().parents[1],
+        stdout=subprocess.DEVNULL,
+    )
     try:
         for _ in range(600):
             try:
@@ -331,9 +342,18 @@ def main() -> None:
     except ImportError:
         have_dlt = False
         print("# dlt not installed: pip install 'dlt[filesystem]' chdb-sqlalchemy", file=sys.stderr)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
-    print(f"Machine: {os.cpu_count()} cores ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
-          f"Python {platform.python_version()}; medians of {args.repeats} runs, each in a fresh process.\n")
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"Machine: {os.cpu_count()} cores ({cpu}), {os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+        f"Python {platform.python_version()}; medians of {args.repeats} runs, each in a fresh process.\n"
+    )
     for rows in args.rows:
         db = work / f"db-{rows}"
         _generate(db, rows, days=1)

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Emulators the test suite starts that the project's pip install cannot provide:
-# - Azurite (Azure Blob) from npm;
+# - Azurite (Azure Blob) from npm (scripts/emulators/package.json);
 # - the BigQuery emulator `bqemulator`, in a venv of its own: it needs duckdb 1.5.5 while the
 #   project (and fakesnow) need 2.0, and DuckDB cannot download its spatial extension here,
 #   so the extension is installed from its PyPI package.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-npm install --no-package-lock --no-audit --no-fund
+npm install --prefix scripts/emulators --no-package-lock --no-audit --no-fund
 
 BQ_VENV=.bqemulator-venv
 if [ ! -x "$BQ_VENV/bin/bqemulator" ]; then

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 
-from dagster import AssetKey, DagsterInstance, TimeWindow, materialize
+if TYPE_CHECKING:  # the commands import what they use: the code location is built by `export` only
+    from dagster import DagsterInstance
 
-from xeroml_pipelines.config import DEMO_START, ConfigError, XeroMLConfig, load_config
-from xeroml_pipelines.definitions import build_definitions
-from xeroml_pipelines.defs.export.partitions import partitions_for
-from xeroml_pipelines.defs.export.resources import clickhouse_resource
-from xeroml_pipelines.defs.warehouse.assets import warehouse_key
-from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
+    from xeroml_pipelines.config import ExportConfig, XeroMLConfig
 
 
 # One summary line per partition here; the full event log stays in the Dagster instance.
@@ -21,14 +18,21 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def _instance() -> DagsterInstance:
+    from dagster import DagsterInstance
+
     # With DAGSTER_HOME set, runs land in that instance and show up in `dagster dev`.
     try:
         return DagsterInstance.get()
-    except Exception:
+    except Exception:  # noqa: BLE001 - no DAGSTER_HOME (or an unusable one): a throwaway instance
         return DagsterInstance.ephemeral()
 
 
 def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, last: date) -> int:
+    from dagster import materialize
+
+    from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
+    from xeroml_pipelines.defs.location import build_definitions
+
     defs = build_definitions(config)
     instance = _instance()
     failures = 0
@@ -36,9 +40,9 @@ def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, l
         if export_names and export.name not in export_names:
             continue
         # the export, then its warehouse load (what the sensor does in a deployment)
-        keys = [AssetKey([export.name, t]) for t in export.tables]
+        keys = [export_asset_key(export, t) for t in export.tables]
         if export.warehouse:
-            keys += [warehouse_key(export, t) for t in export.tables]
+            keys += [warehouse_asset_key(export, t) for t in export.tables]
         assets = [defs.get_assets_def(k) for k in keys]
         for key in _partition_keys(export, first, last):
             result = materialize(
@@ -54,21 +58,29 @@ def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, l
             print(f"{export.name} {key}: {status} " + " ".join(f"{t}={n}" for t, n in rows.items()), flush=True)
         print(f"{export.name}: files under {export.destination.location}")
         if export.warehouse:
-            print(f"{export.name}: loaded into {export.warehouse.type} {export.warehouse.path} (tables {export.warehouse.table_prefix}*)")
+            wh = export.warehouse
+            print(f"{export.name}: loaded into {wh.type} {getattr(wh, 'path', '')} (tables {wh.table_prefix}*)")
     return failures
 
 
-def _partition_keys(export, first: date, last: date) -> list[str]:
+def _partition_keys(export: ExportConfig, first: date, last: date) -> list[str]:
     """The export's partitions whose window starts on a day from `first` to `last`."""
-    start = datetime.combine(first, time(), timezone.utc)
-    end = datetime.combine(last + timedelta(days=1), time(), timezone.utc)
-    return partitions_for(export).get_partition_keys_in_time_window(TimeWindow(start, end))
+    from dagster import TimeWindow
+
+    from xeroml_pipelines.defs.keys import partitions_for
+
+    start = datetime.combine(first, time(), UTC)
+    end = datetime.combine(last + timedelta(days=1), time(), UTC)
+    return list(partitions_for(export).get_partition_keys_in_time_window(TimeWindow(start, end)))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    from xeroml_pipelines.config import DEMO_START, load_config
+    from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
+
     config = load_config()
     spec = DemoSpec(start=DEMO_START, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
-    if seed_if_empty(clickhouse_resource(config.clickhouse), spec):
+    if seed_if_empty(config.clickhouse.resource(), spec):
         print(f"seeded demo data: {args.days} days from {DEMO_START}, {args.traces_per_day} traces/day/project")
     # Updates and late arrivals land up to three days after the last demo day.
     last = DEMO_START + timedelta(days=args.days + 2)
@@ -76,21 +88,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
+    from xeroml_pipelines.config import DEMO_START, load_config
+    from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
+
     config = load_config()
-    spec = DemoSpec(start=args.start, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
-    seeded = seed_if_empty(clickhouse_resource(config.clickhouse), spec)
+    spec = DemoSpec(start=args.start or DEMO_START, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
+    seeded = seed_if_empty(config.clickhouse.resource(), spec)
     print("seeded demo data" if seeded else "the database already holds traces: nothing seeded")
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from xeroml_pipelines.config import load_config
+
     config = load_config()
     return 1 if _export(config, args.export, args.start, args.end or args.start) else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from xeroml_pipelines.defs.export.resources import export_io_manager
-    from xeroml_pipelines.io_managers.base import verify
+    from xeroml_pipelines.config import load_config
+    from xeroml_pipelines.export.layout import Layout
+    from xeroml_pipelines.export.verify import verify
 
     config = load_config()
     problems = 0
@@ -98,10 +116,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
         if args.export and export.name not in args.export:
             continue
         # resolves EnvVar secrets and tears clients down, as Dagster does around a run
-        with export_io_manager(export).process_config_and_initialize_cm() as io:
+        with export.destination.resource().process_config_and_initialize_cm() as destination:
             for table in export.tables:
-                report = verify(io, table, deep=args.deep)
-                print(f"{export.name}/{table}: {report.manifests} manifests, {report.objects} objects: {'ok' if report.ok else 'PROBLEMS'}")
+                report = verify(destination, Layout(destination.prefix, export.compression), table, deep=args.deep)
+                status = "ok" if report.ok else "PROBLEMS"
+                print(f"{export.name}/{table}: {report.manifests} manifests, {report.objects} objects: {status}")
                 for problem in report.problems:
                     print(f"  - {problem}")
                 problems += len(report.problems)
@@ -140,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("seed", help="create the schema and fill it with demo data if it holds no traces")
-    p.add_argument("--start", type=date.fromisoformat, default=DEMO_START)
+    p.add_argument("--start", type=date.fromisoformat, help="first day (default: the demo's, 2025-01-13)")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--traces-per-day", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
@@ -167,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_ddl)
 
     args = parser.parse_args(argv)
+    from xeroml_pipelines.errors import ConfigError
+
     try:
         return args.fn(args)
     except ConfigError as e:

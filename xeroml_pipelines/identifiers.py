@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import re
+from typing import Annotated
 from urllib.parse import urlparse
+
+from pydantic import AfterValidator
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 # Langfuse/XeroML project ids are cuid-like; allow the usual id alphabet, nothing that could
 # escape a path or a string literal.
 _PROJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_.=-]+$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 def validate_identifier(value: str, field: str) -> str:
@@ -46,3 +50,21 @@ def validate_clickhouse_url(url: str) -> str:
     if parsed.scheme in ("http", "https") and not parsed.hostname:
         raise ValueError(f"ClickHouse url has no host: {url!r}")
     return url
+
+
+def validate_env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(f"must name an environment variable (the secret itself never goes in this file), got {value!r}")
+    return value
+
+
+# The name of the environment variable that holds a secret: configuration never holds the secret.
+EnvVarName = Annotated[str, AfterValidator(validate_env_name)]
+
+
+def _database_name(value: str) -> str:
+    return validate_identifier(value, "database")
+
+
+ClickHouseUrl = Annotated[str, AfterValidator(validate_clickhouse_url)]
+DatabaseName = Annotated[str, AfterValidator(_database_name)]

@@ -153,7 +153,12 @@ def column_type(annotation: object, dialect: Dialect) -> str:
     origin = typing.get_origin(base)
     if origin is dict:
         value = typing.get_args(base)[1]
-        return {"bigquery": "JSON", "snowflake": "OBJECT", "redshift": "SUPER", "duckdb": f"MAP(VARCHAR, {_DUCKDB_VALUES[value]})"}[dialect]
+        return {
+            "bigquery": "JSON",
+            "snowflake": "OBJECT",
+            "redshift": "SUPER",
+            "duckdb": f"MAP(VARCHAR, {_DUCKDB_VALUES[value]})",
+        }[dialect]
     if origin is list:
         return {"bigquery": "ARRAY<STRING>", "snowflake": "ARRAY", "redshift": "SUPER", "duckdb": "VARCHAR[]"}[dialect]
     if large and dialect == "redshift":
@@ -180,17 +185,20 @@ def bigquery_schema(table: str) -> list[dict]:
         if typing.get_origin(base) is list:
             out.append({"name": name, "type": "STRING", "mode": "REPEATED"})
         else:
-            out.append({"name": name, "type": column_type(annotation, "bigquery"), "mode": "NULLABLE" if nullable else "REQUIRED"})
+            out.append(
+                {"name": name, "type": column_type(annotation, "bigquery"), "mode": "NULLABLE" if nullable else "REQUIRED"}
+            )
     return out
 
 
 def ddl(table: str, dialect: Dialect, name: str | None = None) -> str:
     target = name or f"xeroml_{table}"
     # BigQuery arrays cannot be NOT NULL nor NULL: a missing array is an empty one.
-    cols = [
-        f"    {_quote(col, dialect)} {column_type(annotation, dialect)}{'' if nullable or column_type(annotation, dialect).startswith('ARRAY<') else ' NOT NULL'}"
-        for col, annotation, nullable in columns(table)
-    ]
+    cols = []
+    for col, annotation, nullable in columns(table):
+        type_ = column_type(annotation, dialect)
+        not_null = "" if nullable or type_.startswith("ARRAY<") else " NOT NULL"
+        cols.append(f"    {_quote(col, dialect)} {type_}{not_null}")
     return f"CREATE TABLE IF NOT EXISTS {target} (\n" + ",\n".join(cols) + "\n)"
 
 

@@ -36,9 +36,7 @@ class SourceTable:
     order_by: tuple[str, ...]
 
     def ddl(self, database: str) -> str:
-        cols = ",\n    ".join(
-            f"`{c.name}` {c.type}" + (f" DEFAULT {c.default}" if c.default else "") for c in self.columns
-        )
+        cols = ",\n    ".join(f"`{c.name}` {c.type}" + (f" DEFAULT {c.default}" if c.default else "") for c in self.columns)
         return (
             f"CREATE TABLE IF NOT EXISTS `{database}`.`{self.name}` (\n    {cols},\n    {EVENT_TS_INDEX}\n)\n"
             f"ENGINE = ReplacingMergeTree(event_ts, is_deleted)\n"
@@ -54,7 +52,6 @@ class SourceTable:
     def tombstone_columns(self) -> tuple[str, ...]:
         """What a tombstone keeps: identity and time, never the deleted content."""
         return ("id", "project_id", *self.time_columns, "is_deleted")
-
 
 
 def _c(name: str, type_: str, default: str | None = None) -> Column:

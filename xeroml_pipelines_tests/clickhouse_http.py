@@ -25,10 +25,29 @@ import chdb
 import pyarrow as pa
 
 # Transport-level parameters clickhouse-connect sends; a server does not treat them as query settings.
-_TRANSPORT = {"query", "database", "query_id", "session_id", "session_timeout", "session_check", "compress", "decompress",
-              "default_format", "user", "password", "quota_key", "buffer_size", "wait_end_of_query", "client_protocol_version",
-              "role", "enable_http_compression", "send_progress_in_http_headers", "http_headers_progress_interval_ms",
-              "cancel_http_readonly_queries_on_client_close", "http_zlib_compression_level"}
+_TRANSPORT = {
+    "query",
+    "database",
+    "query_id",
+    "session_id",
+    "session_timeout",
+    "session_check",
+    "compress",
+    "decompress",
+    "default_format",
+    "user",
+    "password",
+    "quota_key",
+    "buffer_size",
+    "wait_end_of_query",
+    "client_protocol_version",
+    "role",
+    "enable_http_compression",
+    "send_progress_in_http_headers",
+    "http_headers_progress_interval_ms",
+    "cancel_http_readonly_queries_on_client_close",
+    "http_zlib_compression_level",
+}
 _CODE = re.compile(r"Code: (\d+)\.")
 _FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*(?:SETTINGS\b.*)?;?\s*$", re.IGNORECASE | re.DOTALL)
 _STREAMED = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
@@ -36,7 +55,7 @@ _STREAMED = re.compile(r"^\s*(SELECT|WITH)\b", re.IGNORECASE)
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_Server"
+    server: _Server
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - the base class's name
         pass
@@ -75,8 +94,11 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         if not self._authenticated():
-            self._error("Code: 516. DB::Exception: default: Authentication failed: password is incorrect, "
-                        "or there is no user with such name. (AUTHENTICATION_FAILED)", 403)
+            self._error(
+                "Code: 516. DB::Exception: default: Authentication failed: password is incorrect, "
+                "or there is no user with such name. (AUTHENTICATION_FAILED)",
+                403,
+            )
             return
         sql = " ".join(part for part in (params.get("query", ""), body) if part).strip()
         bindings = {k[6:]: v for k, v in params.items() if k.startswith("param_")}
@@ -149,7 +171,7 @@ class _Whole:
     def __init__(self, data: bytes) -> None:
         self._chunks = [_Bytes(data)]
 
-    def fetch(self) -> "_Bytes | None":
+    def fetch(self) -> _Bytes | None:
         return self._chunks.pop() if self._chunks else None
 
     def cancel(self) -> None:

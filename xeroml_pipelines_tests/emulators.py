@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -42,7 +43,7 @@ def _wait_http(url: str, timeout: float = 60) -> None:
             return  # it answers: up
         except OSError:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{url} did not come up in {timeout}s")
+                raise TimeoutError(f"{url} did not come up in {timeout}s") from None
             time.sleep(0.2)
 
 
@@ -56,15 +57,18 @@ class Server:
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> Server:
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(
-            self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}, start_new_session=True
-        )
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(
+                self.argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(self.env or {})}, start_new_session=True
+            )
         try:
             _wait_http(self.ready_url)
         except TimeoutError:
             self.stop()
             raise RuntimeError(f"{self.name} did not start; log: {self.log_path.read_text()[-2000:]}") from None
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -85,7 +89,9 @@ class Server:
 def moto(log_dir: Path, env: dict[str, str] | None = None) -> Server:
     port = free_port()
     exe = Path(sys.executable).with_name("moto_server")
-    return Server("moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], port, f"http://127.0.0.1:{port}/moto-api/", log_dir, env)
+    return Server(
+        "moto", [str(exe), "-H", "127.0.0.1", "-p", str(port)], port, f"http://127.0.0.1:{port}/moto-api/", log_dir, env
+    )
 
 
 def fake_gcs(log_dir: Path, root: Path, public_port: int | None = None) -> Server:
@@ -96,24 +102,43 @@ def fake_gcs(log_dir: Path, root: Path, public_port: int | None = None) -> Serve
     port = free_port()
     root.mkdir(parents=True, exist_ok=True)
     argv = [
-        str(_get_binary_path()), "-scheme", "http", "-host", "127.0.0.1", "-port", str(port),
-        "-backend", "filesystem", "-filesystem-root", str(root), "-public-host", f"127.0.0.1:{public_port or port}",
-        "-log-level", "warn",
+        str(_get_binary_path()),
+        "-scheme",
+        "http",
+        "-host",
+        "127.0.0.1",
+        "-port",
+        str(port),
+        "-backend",
+        "filesystem",
+        "-filesystem-root",
+        str(root),
+        "-public-host",
+        f"127.0.0.1:{public_port or port}",
+        "-log-level",
+        "warn",
     ]
     return Server("fake-gcs", argv, port, f"http://127.0.0.1:{port}/storage/v1/b", log_dir)
 
 
 def azurite(log_dir: Path, location: Path) -> Server:
-    exe = REPO / "node_modules" / ".bin" / "azurite-blob"
+    exe = REPO / "scripts" / "emulators" / "node_modules" / ".bin" / "azurite-blob"
     if not exe.exists() or not shutil.which("node"):
-        raise RuntimeError("Azurite is not installed: run `npm install --no-package-lock` in the repository")
+        raise RuntimeError("Azurite is not installed: run `bash scripts/test-emulators.sh`")
     port = free_port()
     location.mkdir(parents=True, exist_ok=True)
     # Run directly (its shebang execs node in place), so the PID we hold is node's own.
     argv = [
         str(exe),
-        "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-        "--skipApiVersionCheck", "--disableTelemetry", "--silent",
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(location),
+        "--skipApiVersionCheck",
+        "--disableTelemetry",
+        "--silent",
     ]
     return Server("azurite", argv, port, f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}?comp=list", log_dir)
 
@@ -126,14 +151,30 @@ def bqemulator(log_dir: Path, gcs_root: Path) -> Server:
         raise RuntimeError("bqemulator is not installed: run `bash scripts/test-emulators.sh`")
     port = free_port()
     argv = [str(exe), "start", "--rest-port", str(port), "--grpc-port", "0", "--project", "xeroml-test", "--log-level", "warning"]
-    return Server("bqemulator", argv, port, f"http://127.0.0.1:{port}/bigquery/v2/projects/xeroml-test/datasets", log_dir,
-                  env={"BQEMU_GCS_LOCAL_ROOT": str(gcs_root)})
+    return Server(
+        "bqemulator",
+        argv,
+        port,
+        f"http://127.0.0.1:{port}/bigquery/v2/projects/xeroml-test/datasets",
+        log_dir,
+        env={"BQEMU_GCS_LOCAL_ROOT": str(gcs_root)},
+    )
 
 
 def clickhouse_http(log_dir: Path, path: Path, password: str) -> Server:
     """ClickHouse's HTTP interface over a chDB engine of its own (see clickhouse_http.py)."""
     port = free_port()
-    argv = [sys.executable, "-m", "xeroml_pipelines_tests.clickhouse_http", "--path", str(path), "--port", str(port), "--password-env", "CLICKHOUSE_PASSWORD"]
+    argv = [
+        sys.executable,
+        "-m",
+        "xeroml_pipelines_tests.clickhouse_http",
+        "--path",
+        str(path),
+        "--port",
+        str(port),
+        "--password-env",
+        "CLICKHOUSE_PASSWORD",
+    ]
     return Server("clickhouse-http", argv, port, f"http://127.0.0.1:{port}/ping", log_dir, env={"CLICKHOUSE_PASSWORD": password})
 
 
@@ -174,17 +215,13 @@ class TcpProxy:
         listener, self._listener = self._listener, None
         if listener:
             # close() alone does not wake a thread blocked in accept(): the port would stay open
-            try:
+            with contextlib.suppress(OSError):
                 listener.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             listener.close()
         with self._lock:
             for s in self._sockets:
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
                 s.close()
             self._sockets.clear()
 
@@ -228,10 +265,8 @@ class TcpProxy:
             pass
         finally:
             for s in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
 
 @dataclass
@@ -267,7 +302,10 @@ class FaultProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else None
                 target = unquote(self.path)
-                fault = next((f for f in proxy.faults if (f.times is None or f.injected < f.times) and f.matches(self.command, target)), None)
+                fault = next(
+                    (f for f in proxy.faults if (f.times is None or f.injected < f.times) and f.matches(self.command, target)),
+                    None,
+                )
                 if fault is not None:
                     fault.injected += 1
                     proxy.requests.append((self.command, target, fault.status))
@@ -275,10 +313,19 @@ class FaultProxy:
                     return
                 conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=60)
                 try:
-                    conn.request(self.command, self.path, body=body, headers={k: v for k, v in self.headers.items() if k.lower() != "connection"})
+                    conn.request(
+                        self.command,
+                        self.path,
+                        body=body,
+                        headers={k: v for k, v in self.headers.items() if k.lower() != "connection"},
+                    )
                     response = conn.getresponse()
                     data = response.read()
-                    headers = {k: v for k, v in response.getheaders() if k.lower() not in ("transfer-encoding", "connection", "content-length")}
+                    headers = {
+                        k: v
+                        for k, v in response.getheaders()
+                        if k.lower() not in ("transfer-encoding", "connection", "content-length")
+                    }
                     proxy.requests.append((self.command, target, response.status))
                     # a HEAD's Content-Length is the object's size, not this (empty) body's
                     length = response.getheader("Content-Length", "0") if self.command == "HEAD" else str(len(data))

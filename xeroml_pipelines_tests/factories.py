@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
@@ -13,7 +13,7 @@ def ts(text: str) -> datetime:
     """'2025-01-15 10:00' or '2025-01-15 10:00:00.123' as a UTC datetime."""
     for fmt in ("%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     raise ValueError(text)
@@ -46,7 +46,9 @@ def trace(id: str, event_ts: str, *, timestamp: str | None = None, project_id: s
     return row
 
 
-def observation(id: str, trace_id: str, event_ts: str, *, start_time: str | None = None, project_id: str = "p1", **kw: Any) -> dict[str, Any]:
+def observation(
+    id: str, trace_id: str, event_ts: str, *, start_time: str | None = None, project_id: str = "p1", **kw: Any
+) -> dict[str, Any]:
     row = {
         "id": id,
         "trace_id": trace_id,

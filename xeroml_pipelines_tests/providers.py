@@ -76,8 +76,15 @@ class S3(Provider):
 
     def destination(self, **overrides: Any) -> dict[str, Any]:
         return {
-            "provider": "s3", "bucket": self.bucket, "prefix": PREFIX, "region": "us-east-1", "endpoint_url": self.endpoint,
-            "access_key_id_env": "TEST_AWS_KEY_ID", "secret_access_key_env": "TEST_AWS_SECRET", "max_attempts": 2, **overrides,
+            "provider": "s3",
+            "bucket": self.bucket,
+            "prefix": PREFIX,
+            "region": "us-east-1",
+            "endpoint_url": self.endpoint,
+            "access_key_id_env": "TEST_AWS_KEY_ID",
+            "secret_access_key_env": "TEST_AWS_SECRET",
+            "max_attempts": 2,
+            **overrides,
         }
 
     def get(self, key: str) -> bytes | None:
@@ -139,8 +146,12 @@ class Azure(Provider):
 
     def destination(self, **overrides: Any) -> dict[str, Any]:
         return {
-            "provider": "azure", "container": self.container, "prefix": PREFIX,
-            "connection_string_env": "TEST_AZURE_CONNECTION_STRING", "max_retries": 1, **overrides,
+            "provider": "azure",
+            "container": self.container,
+            "prefix": PREFIX,
+            "connection_string_env": "TEST_AZURE_CONNECTION_STRING",
+            "max_retries": 1,
+            **overrides,
         }
 
     def get(self, key: str) -> bytes | None:

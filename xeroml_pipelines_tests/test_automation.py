@@ -3,7 +3,7 @@ partition whose data changed after export is recounted, flagged and re-exported.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from dagster import (
@@ -16,16 +16,16 @@ from dagster import (
 
 from xeroml_pipelines.config import ConfigError, parse_config
 from xeroml_pipelines.definitions import build_definitions
-from xeroml_pipelines_tests.conftest import Exporter
 from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.support import Exporter
 
 
 @pytest.mark.parametrize(
     "cadence,lag,tick,partition",
     [
-        ("daily", 20, datetime(2025, 1, 16, 0, 20, tzinfo=timezone.utc), "2025-01-15"),
-        ("daily", 150, datetime(2025, 1, 16, 2, 30, tzinfo=timezone.utc), "2025-01-15"),
-        ("hourly", 20, datetime(2025, 1, 16, 13, 20, tzinfo=timezone.utc), "2025-01-16-12:00"),
+        ("daily", 20, datetime(2025, 1, 16, 0, 20, tzinfo=UTC), "2025-01-15"),
+        ("daily", 150, datetime(2025, 1, 16, 2, 30, tzinfo=UTC), "2025-01-15"),
+        ("hourly", 20, datetime(2025, 1, 16, 13, 20, tzinfo=UTC), "2025-01-16-12:00"),
     ],
 )
 def test_schedule_requests_the_partition_that_just_closed(exporter: Exporter, cadence, lag, tick, partition) -> None:
@@ -40,13 +40,16 @@ def test_schedule_requests_the_partition_that_just_closed(exporter: Exporter, ca
 
 
 def test_lag_must_fit_the_cadence() -> None:
-    text = "clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e, project_id: p, start_date: 2025-01-01, destination: {provider: local}, cadence: hourly, lag_minutes: 90}\n"
+    text = (
+        "clickhouse: {url: 'chdb:///x'}\nexports:\n"
+        "  - {name: e, project_id: p, start_date: 2025-01-01, destination: {provider: local}, cadence: hourly, lag_minutes: 90}\n"
+    )
     with pytest.raises(ConfigError, match="under 60"):
         parse_config(text)
 
 
 def _recent(exporter: Exporter):
-    today = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     day = today - timedelta(days=2)
     defs = build_definitions(exporter.config(start_date=(today - timedelta(days=5)).date().isoformat(), recheck_days=4))
     return defs, day, day.date().isoformat()
@@ -73,10 +76,14 @@ def test_recount_check_flags_data_that_changed_after_export(exporter: Exporter) 
         assert len(evaluations) == 8 and all(e.passed for e in evaluations.values())
 
         # b updated into the next day and a late row: the count stays 2, the fingerprint does not
-        insert(exporter.ch, "traces", [
-            trace("b", _ts(day + timedelta(days=1, hours=1)), timestamp=_ts(day + timedelta(hours=4))),
-            trace("late", _ts(day + timedelta(hours=5))),
-        ])
+        insert(
+            exporter.ch,
+            "traces",
+            [
+                trace("b", _ts(day + timedelta(days=1, hours=1)), timestamp=_ts(day + timedelta(hours=4))),
+                trace("late", _ts(day + timedelta(hours=5))),
+            ],
+        )
         result = _run_checks_only(defs, key, instance)
     evaluations = {e.asset_key.path[-1]: e for e in result.get_asset_check_evaluations()}
     assert not evaluations["traces"].passed and evaluations["traces"].metadata["drifted_partitions"].value == 1
@@ -102,8 +109,9 @@ def test_late_data_sensor_reexports_drifted_partitions_once(exporter: Exporter) 
         (request,) = result.run_requests
         assert request.partition_key == key
         assert sorted(k.path[-1] for k in request.asset_selection) == ["sessions", "traces"]
-        rerun = materialize(exports, partition_key=key, resources=defs.resources, instance=instance,
-                            selection=request.asset_selection)
+        rerun = materialize(
+            exports, partition_key=key, resources=defs.resources, instance=instance, selection=request.asset_selection
+        )
         assert rerun.success
         with build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as ctx:
             assert sensor.evaluate_tick(ctx).run_requests == []

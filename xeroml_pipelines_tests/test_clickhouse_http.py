@@ -19,9 +19,9 @@ from dagster import DagsterInstance
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines_tests import emulators
-from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD as PASSWORD
-from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD_ENV as PASSWORD_ENV
-from xeroml_pipelines_tests.conftest import Exporter, assert_same_exports, server_database
+from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD as PASSWORD
+from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD_ENV as PASSWORD_ENV
+from xeroml_pipelines_tests.support import Exporter, assert_same_exports, server_database
 
 TABLES = ("traces", "observations", "scores", "sessions")
 SPEC = DemoSpec(start=date(2025, 1, 13), days=2, traces_per_day=150)
@@ -74,7 +74,9 @@ def test_connection_cut_mid_stream_fails_clearly_and_the_rerun_is_identical(twin
     day = "2025-01-13"
     proxy = emulators.TcpProxy(int(http.ch.url.rsplit(":", 1)[1]))
     try:
-        via_proxy = Exporter(http.ch.model_copy(update={"url": proxy.url}), http.out, project_id="demo", password_env=PASSWORD_ENV)
+        via_proxy = Exporter(
+            http.ch.model_copy(update={"url": proxy.url}), http.out, project_id="demo", password_env=PASSWORD_ENV
+        )
         assert via_proxy.run(day, tables=("observations",)).success
         good, good_manifest = via_proxy.path("observations", day).read_bytes(), via_proxy.manifest("observations", day)
         # a later run (say, late data arrived) loses its connection halfway
@@ -89,9 +91,9 @@ def test_connection_cut_mid_stream_fails_clearly_and_the_rerun_is_identical(twin
         # the previous good file and its manifest are untouched, nothing staged is left
         assert via_proxy.path("observations", day).read_bytes() == good
         assert via_proxy.manifest("observations", day) == good_manifest
-        assert sorted(p.relative_to(via_proxy.out).as_posix() for p in via_proxy.out.rglob("*")
-                  if p.is_file() and "_locks" not in p.parts) == [
-            "_manifests/observations/2025-01-13.json", "observations/2025-01-13.jsonl"]
+        assert sorted(
+            p.relative_to(via_proxy.out).as_posix() for p in via_proxy.out.rglob("*") if p.is_file() and "_locks" not in p.parts
+        ) == ["_manifests/observations/2025-01-13.json", "observations/2025-01-13.jsonl"]
 
         proxy.restore()
         assert via_proxy.run(day, tables=("observations",)).success
@@ -115,4 +117,3 @@ def test_wrong_password_fails_at_once_and_never_prints_it(twins, monkeypatch: py
     assert "ClickHouse refused to read traces 2025-01-13" in message and "AUTHENTICATION_FAILED" in message, message
     assert wrong not in message and PASSWORD not in message
     assert not http.path("traces", "2025-01-13").exists()
-

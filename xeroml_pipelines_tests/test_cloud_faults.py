@@ -10,14 +10,15 @@ import json
 import pytest
 from dagster import DagsterInstance
 
-from xeroml_pipelines_tests.conftest import Exporter, make_provider
 from xeroml_pipelines_tests.emulators import Fault, FaultProxy, azurite_connection_string, fake_gcs, free_port
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.providers import PREFIX
+from xeroml_pipelines_tests.support import Exporter, make_provider
 
 DAY = "2025-01-15"
 DATA_KEY = f"{PREFIX}/traces/{DAY}.jsonl"
 MANIFEST_KEY = f"{PREFIX}/_manifests/traces/{DAY}.json"
+
 
 def _answer(name: str, status: int, code: str, message: str) -> tuple[int, bytes, dict[str, str]]:
     """An error response as the service sends it and its SDK parses it."""
@@ -41,7 +42,12 @@ INTERNAL = {
 FORBIDDEN = {
     "s3": _answer("s3", 403, "AccessDenied", "Access Denied"),
     "gcs": _answer("gcs", 403, "forbidden", "does not have storage.objects.create access"),
-    "azure": _answer("azure", 403, "AuthorizationPermissionMismatch", "This request is not authorized to perform this operation using this permission."),
+    "azure": _answer(
+        "azure",
+        403,
+        "AuthorizationPermissionMismatch",
+        "This request is not authorized to perform this operation using this permission.",
+    ),
 }
 
 
@@ -66,8 +72,11 @@ def _through_proxy(name: str, request, tmp_path, monkeypatch):
     request.addfinalizer(proxy.close)
     for k, v in provider.env.items():
         monkeypatch.setenv(k, v)
-    overrides: dict = {"s3": {"part_size_mib": 5, "max_attempts": 4}, "gcs": {"chunk_size_mib": 1, "retry_deadline_s": 4},
-                       "azure": {"block_size_mib": 1, "max_retries": 3, "retry_backoff_s": 0.2}}[name]
+    overrides: dict = {
+        "s3": {"part_size_mib": 5, "max_attempts": 4},
+        "gcs": {"chunk_size_mib": 1, "retry_deadline_s": 4},
+        "azure": {"block_size_mib": 1, "max_retries": 3, "retry_backoff_s": 0.2},
+    }[name]
     if name == "s3":
         overrides["endpoint_url"] = proxy.url
     elif name == "gcs":
@@ -84,7 +93,9 @@ def _seed(exporter: Exporter) -> None:
 
 @pytest.mark.parametrize("kind", ["throttled", "internal"])
 @pytest.mark.parametrize("name", ["s3", "gcs", "azure"])
-def test_intermittent_errors_are_retried_and_the_export_is_identical(exporter, request, tmp_path, monkeypatch, name: str, kind: str) -> None:
+def test_intermittent_errors_are_retried_and_the_export_is_identical(
+    exporter, request, tmp_path, monkeypatch, name: str, kind: str
+) -> None:
     provider, proxy, dest = _through_proxy(name, request, tmp_path, monkeypatch)
     _seed(exporter)
     exporter.run(DAY, tables=("traces",), destination=dest)
@@ -100,7 +111,9 @@ def test_intermittent_errors_are_retried_and_the_export_is_identical(exporter, r
 
 
 @pytest.mark.parametrize("name", ["s3", "gcs", "azure"])
-def test_errors_that_do_not_stop_fail_the_run_as_transient_and_keep_the_previous_object(exporter, request, tmp_path, monkeypatch, name: str) -> None:
+def test_errors_that_do_not_stop_fail_the_run_as_transient_and_keep_the_previous_object(
+    exporter, request, tmp_path, monkeypatch, name: str
+) -> None:
     provider, proxy, dest = _through_proxy(name, request, tmp_path, monkeypatch)
     _seed(exporter)
     exporter.run(DAY, tables=("traces",), destination=dest)
@@ -110,7 +123,9 @@ def test_errors_that_do_not_stop_fail_the_run_as_transient_and_keep_the_previous
     status, body, headers = INTERNAL[name]
     proxy.faults = [Fault(_is_data_write, status, body, headers, times=None)]
     with DagsterInstance.ephemeral() as instance:
-        result = exporter.run(DAY, tables=("traces",), destination=dest, instance=instance, raise_on_error=False, retries=1, retry_delay_s=0)
+        result = exporter.run(
+            DAY, tables=("traces",), destination=dest, instance=instance, raise_on_error=False, retries=1, retry_delay_s=0
+        )
     assert not result.success
     # transient: the step's own retry policy ran once more before giving up
     assert [e.event_type_value for e in result.all_events].count("STEP_RESTARTED") == 1
@@ -130,11 +145,15 @@ def test_permanent_refusal_fails_at_once_without_any_retry(exporter, request, tm
     status, body, headers = FORBIDDEN[name]
     proxy.faults = [Fault(_is_data_write, status, body, headers, times=None)]
     with DagsterInstance.ephemeral() as instance:
-        result = exporter.run(DAY, tables=("traces",), destination=dest, instance=instance, raise_on_error=False, retries=3, retry_delay_s=0)
+        result = exporter.run(
+            DAY, tables=("traces",), destination=dest, instance=instance, raise_on_error=False, retries=3, retry_delay_s=0
+        )
     assert not result.success
     assert proxy.faults[0].injected == 1, proxy.requests  # neither the SDK nor Dagster tried again
     assert not any(e.event_type_value == "STEP_RESTARTED" for e in result.all_events)
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").step_failure_data
-    message = (failure.user_failure_data.description if failure.user_failure_data else "") + (failure.error.to_string() if failure.error else "")
+    message = (failure.user_failure_data.description if failure.user_failure_data else "") + (
+        failure.error.to_string() if failure.error else ""
+    )
     assert "denied" in message.lower() or "permission" in message.lower() or "forbidden" in message.lower(), message
     assert provider.get(DATA_KEY) is None and provider.get(MANIFEST_KEY) is None

@@ -18,21 +18,25 @@ from datetime import date
 import pytest
 
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, Exporter, make_provider, server_database
+from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, Exporter, make_provider, server_database
 
 DAY = "2025-01-13"
 TABLES = ("traces", "observations", "scores", "sessions")
 
 
 @pytest.mark.parametrize("name", ["local", "s3", "gcs", "azure"])
-def test_two_runs_of_one_partition_at_once_publish_one_complete_version(clickhouse_server, request, tmp_path, monkeypatch, name: str) -> None:
+def test_two_runs_of_one_partition_at_once_publish_one_complete_version(
+    clickhouse_server, request, tmp_path, monkeypatch, name: str
+) -> None:
     monkeypatch.setenv(CLICKHOUSE_PASSWORD_ENV, CLICKHOUSE_PASSWORD)
     ch = server_database(clickhouse_server, f"c_{uuid.uuid4().hex[:10]}")
     generate(ch, DemoSpec(start=date(2025, 1, 13), days=1, traces_per_day=800, text_scale=2))
     provider = make_provider(name, request, tmp_path)
     for k, v in provider.env.items():
         monkeypatch.setenv(k, v)
-    dest = provider.destination(**{"s3": {"part_size_mib": 5}, "gcs": {"chunk_size_mib": 1}, "azure": {"block_size_mib": 1}}.get(name, {}))
+    dest = provider.destination(
+        **{"s3": {"part_size_mib": 5}, "gcs": {"chunk_size_mib": 1}, "azure": {"block_size_mib": 1}}.get(name, {})
+    )
     exporter = Exporter(ch, tmp_path / "unused", project_id="demo", password_env=CLICKHOUSE_PASSWORD_ENV)
 
     reference = Exporter(ch, tmp_path / "reference", project_id="demo", password_env=CLICKHOUSE_PASSWORD_ENV)

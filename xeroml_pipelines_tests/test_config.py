@@ -31,7 +31,13 @@ exports:
 def test_valid_config_loads() -> None:
     cfg = parse_config(VALID)
     (e,) = cfg.exports
-    assert (e.name, e.project_id, e.cadence, e.mode, e.compression) == ("nightly", "cm1abc-project_2", "hourly", "snapshot", "zstd")
+    assert (e.name, e.project_id, e.cadence, e.mode, e.compression) == (
+        "nightly",
+        "cm1abc-project_2",
+        "hourly",
+        "snapshot",
+        "zstd",
+    )
     assert e.tables == ("traces", "sessions")
     assert e.destination.prefix == "xeroml-export"
     assert cfg.clickhouse.password_env == "CLICKHOUSE_PASSWORD"
@@ -53,7 +59,7 @@ exports:
     [
         ("provider: local", "provider: dropbox", "exports.0.destination", "provider"),
         ("name: nightly", "name: 'night ly'", "exports.0.name", "plain identifier"),
-        ("project_id: cm1abc-project_2", "project_id: \"a' OR 1=1 --\"", "exports.0.project_id", "project_id must be"),
+        ("project_id: cm1abc-project_2", 'project_id: "a\' OR 1=1 --"', "exports.0.project_id", "project_id must be"),
         ("cadence: hourly", "cadence: weekly", "exports.0.cadence", "daily"),
         ("mode: snapshot", "mode: full", "exports.0.mode", "incremental"),
         ("compression: zstd", "compression: lz4", "exports.0.compression", "gzip"),
@@ -90,12 +96,15 @@ def test_missing_required_fields_are_named() -> None:
 
 
 def test_duplicate_export_names_and_shared_locations_are_rejected() -> None:
-    two = VALID + """
+    two = (
+        VALID
+        + """
   - name: nightly
     project_id: other
     destination: {provider: local, path: /data/exports, prefix: other}
     start_date: 2025-01-01
 """
+    )
     with pytest.raises(ConfigError, match="unique"):
         parse_config(two)
     shared = two.replace("  - name: nightly\n    project_id: other", "  - name: second\n    project_id: other").replace(
@@ -105,7 +114,14 @@ def test_duplicate_export_names_and_shared_locations_are_rejected() -> None:
         parse_config(shared)
 
 
-@pytest.mark.parametrize("text,message", [("exports: [", "not valid YAML"), ("- a\n- b\n", "expected a mapping"), ("clickhouse: {url: 'chdb:///x'}\nexports: []", "at least one")])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("exports: [", "not valid YAML"),
+        ("- a\n- b\n", "expected a mapping"),
+        ("clickhouse: {url: 'chdb:///x'}\nexports: []", "at least one"),
+    ],
+)
 def test_malformed_files(text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         parse_config(text)
@@ -147,19 +163,43 @@ _CLOUD = "clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e, project_id: p,
     [
         ("{provider: s3}", "destination.s3.bucket", "Field required"),
         ("{provider: gcs}", "destination.gcs.bucket", "Field required"),
-        ("{provider: azure, default_credential: true, account_url: 'https://a.blob.core.windows.net'}", "destination.azure.container", "Field required"),
+        (
+            "{provider: azure, default_credential: true, account_url: 'https://a.blob.core.windows.net'}",
+            "destination.azure.container",
+            "Field required",
+        ),
         ("{provider: s3, bucket: Bad_Bucket}", "destination.s3.bucket", "pattern"),
         ("{provider: s3, bucket: ok-bucket, access_key_id_env: AK}", "destination.s3", "go together"),
-        ("{provider: s3, bucket: ok-bucket, access_key_id_env: 'AKIA123/secret'}", "destination.s3.access_key_id_env", "environment variable"),
+        (
+            "{provider: s3, bucket: ok-bucket, access_key_id_env: 'AKIA123/secret'}",
+            "destination.s3.access_key_id_env",
+            "environment variable",
+        ),
         ("{provider: s3, bucket: ok-bucket, role_arn: 'not-an-arn'}", "destination.s3.role_arn", "pattern"),
         ("{provider: s3, bucket: ok-bucket, endpoint_url: 'minio:9000'}", "destination.s3.endpoint_url", "http(s)://"),
         ("{provider: s3, bucket: ok-bucket, part_size_mib: 4}", "destination.s3.part_size_mib", "greater than or equal to 5"),
-        ("{provider: gcs, bucket: ok-bucket, service_account_json_env: K, service_account_file: /k.json}", "destination.gcs", "not both"),
+        (
+            "{provider: gcs, bucket: ok-bucket, service_account_json_env: K, service_account_file: /k.json}",
+            "destination.gcs",
+            "not both",
+        ),
         ("{provider: azure, container: xeroml}", "destination.azure", "exactly one of"),
-        ("{provider: azure, container: xeroml, sas_token_env: S, account_key_env: K, account_url: 'https://a.blob.core.windows.net'}", "destination.azure", "got sas_token_env, account_key_env"),
+        (
+            "{provider: azure, container: xeroml, sas_token_env: S, account_key_env: K, account_url: 'https://a.blob.core.windows.net'}",
+            "destination.azure",
+            "got sas_token_env, account_key_env",
+        ),
         ("{provider: azure, container: xeroml, sas_token_env: S}", "destination.azure", "account_url is required"),
-        ("{provider: azure, container: xeroml, sas_token_env: S, account_url: 'https://a.blob.core.windows.net/?sv=1&sig=abc'}", "destination.azure.account_url", "must not carry a SAS"),
-        ("{provider: azure, container: 'a--b', default_credential: true, account_url: 'https://a.blob.core.windows.net'}", "destination.azure.container", "'--'"),
+        (
+            "{provider: azure, container: xeroml, sas_token_env: S, account_url: 'https://a.blob.core.windows.net/?sv=1&sig=abc'}",
+            "destination.azure.account_url",
+            "must not carry a SAS",
+        ),
+        (
+            "{provider: azure, container: 'a--b', default_credential: true, account_url: 'https://a.blob.core.windows.net'}",
+            "destination.azure.container",
+            "'--'",
+        ),
     ],
 )
 def test_cloud_destination_errors_name_the_field(destination: str, field: str, message: str) -> None:
@@ -169,7 +209,10 @@ def test_cloud_destination_errors_name_the_field(destination: str, field: str, m
 
 
 def test_cloud_destinations_parse() -> None:
-    cfg = parse_config(_CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'https://acct.blob.core.windows.net'}")
+    cfg = parse_config(
+        _CLOUD
+        % "{provider: azure, container: xeroml, default_credential: true, account_url: 'https://acct.blob.core.windows.net'}"
+    )
     assert cfg.exports[0].destination.location == "azure:https://acct.blob.core.windows.net/xeroml/"
 
 
@@ -177,16 +220,16 @@ def test_transport_is_https_unless_an_endpoint_says_otherwise(monkeypatch: pytes
     """Plain HTTP only where a URL spells it out (emulators, a local MinIO); every default is TLS."""
     import clickhouse_connect
 
-    from xeroml_pipelines.defs.export.resources import export_io_manager
-
     seen: dict = {}
     monkeypatch.setattr(clickhouse_connect, "get_client", lambda **kw: seen.update(kw))
     ClickHouseResource(url="https://clickhouse.example.com").get_client()
     assert (seen["interface"], seen["port"]) == ("https", 8443)
 
     cfg = parse_config(_CLOUD % "{provider: s3, bucket: ok-bucket, region: eu-west-1}")
-    s3 = export_io_manager(cfg.exports[0])
+    s3 = cfg.exports[0].destination.resource()
     assert s3.s3.get_client().meta.endpoint_url.startswith("https://")
 
     with pytest.raises(ConfigError, match="http"):
-        parse_config(_CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'acct.blob.core.windows.net'}")
+        parse_config(
+            _CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'acct.blob.core.windows.net'}"
+        )

@@ -6,15 +6,16 @@ from __future__ import annotations
 import base64
 import json
 from dataclasses import dataclass
+from datetime import UTC
 
 import boto3
 import pytest
 from dagster import DagsterInstance
 
-from xeroml_pipelines_tests.conftest import Exporter, make_provider
 from xeroml_pipelines_tests.emulators import AZURITE_ACCOUNT, moto
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.providers import PREFIX
+from xeroml_pipelines_tests.support import Exporter, make_provider
 
 BUCKET = "iam-export-bucket"
 SPEC_POLICY = {  # verbatim from the spec (Blob Storage Export -> AWS S3)
@@ -44,38 +45,68 @@ def iam_moto(emulator_dir):
     setup_calls = 9  # moto enforces IAM from the 10th request on: exactly the calls below are free
     server = moto(emulator_dir, env={"INITIAL_NO_AUTH_ACTION_COUNT": str(setup_calls)}).start()
     try:
-        kw = {"endpoint_url": server.url, "region_name": "us-east-1", "aws_access_key_id": "AKIASETUP", "aws_secret_access_key": "setup"}
+        kw = {
+            "endpoint_url": server.url,
+            "region_name": "us-east-1",
+            "aws_access_key_id": "AKIASETUP",
+            "aws_secret_access_key": "setup",
+        }
         boto3.client("s3", **kw).create_bucket(Bucket=BUCKET)
         iam = boto3.client("iam", **kw)
         iam.create_user(UserName="exporter")
         iam.put_user_policy(UserName="exporter", PolicyName="spec", PolicyDocument=json.dumps(SPEC_POLICY))
         key = iam.create_access_key(UserName="exporter")["AccessKey"]
-        trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}]}
+        trust = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"AWS": "*"}, "Action": "sts:AssumeRole"}],
+        }
         role = iam.create_role(RoleName="xeroml-export", AssumeRolePolicyDocument=json.dumps(trust))["Role"]
         iam.put_role_policy(RoleName="xeroml-export", PolicyName="spec", PolicyDocument=json.dumps(SPEC_POLICY))
         iam.create_user(UserName="assumer")
-        assume_only = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role["Arn"]}]}
+        assume_only = {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Resource": role["Arn"]}],
+        }
         iam.put_user_policy(UserName="assumer", PolicyName="assume", PolicyDocument=json.dumps(assume_only))
         assumer = iam.create_access_key(UserName="assumer")["AccessKey"]
-        yield IamMoto(server.url, key["AccessKeyId"], key["SecretAccessKey"], assumer["AccessKeyId"], assumer["SecretAccessKey"], role["Arn"])
+        yield IamMoto(
+            server.url,
+            key["AccessKeyId"],
+            key["SecretAccessKey"],
+            assumer["AccessKeyId"],
+            assumer["SecretAccessKey"],
+            role["Arn"],
+        )
     finally:
         server.stop()
 
 
 def _s3_destination(m: IamMoto, **extra) -> dict:
     return {
-        "provider": "s3", "bucket": BUCKET, "prefix": PREFIX, "region": "us-east-1", "endpoint_url": m.url,
-        "access_key_id_env": "EXPORT_KEY_ID", "secret_access_key_env": "EXPORT_SECRET", "max_attempts": 2, "part_size_mib": 5, **extra,
+        "provider": "s3",
+        "bucket": BUCKET,
+        "prefix": PREFIX,
+        "region": "us-east-1",
+        "endpoint_url": m.url,
+        "access_key_id_env": "EXPORT_KEY_ID",
+        "secret_access_key_env": "EXPORT_SECRET",
+        "max_attempts": 2,
+        "part_size_mib": 5,
+        **extra,
     }
 
 
 def _keys(m: IamMoto) -> list[str]:
-    s3 = boto3.client("s3", endpoint_url=m.url, region_name="us-east-1", aws_access_key_id=m.key_id, aws_secret_access_key=m.secret)
+    s3 = boto3.client(
+        "s3", endpoint_url=m.url, region_name="us-east-1", aws_access_key_id=m.key_id, aws_secret_access_key=m.secret
+    )
     return sorted(o["Key"] for o in s3.list_objects_v2(Bucket=BUCKET).get("Contents", []))
 
 
 def _get(m: IamMoto, key: str) -> bytes:
-    s3 = boto3.client("s3", endpoint_url=m.url, region_name="us-east-1", aws_access_key_id=m.key_id, aws_secret_access_key=m.secret)
+    s3 = boto3.client(
+        "s3", endpoint_url=m.url, region_name="us-east-1", aws_access_key_id=m.key_id, aws_secret_access_key=m.secret
+    )
     return s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()
 
 
@@ -112,7 +143,9 @@ WRONG_SECRET = "wrong-secret-value-7f3a9c"
 
 
 @pytest.mark.parametrize("name", ["s3", "gcs", "azure"])
-def test_bad_credentials_fail_clearly_and_never_print_the_secret(exporter, iam_moto, request, tmp_path, monkeypatch, name) -> None:
+def test_bad_credentials_fail_clearly_and_never_print_the_secret(
+    exporter, iam_moto, request, tmp_path, monkeypatch, name
+) -> None:
     insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
     if name == "s3":
         monkeypatch.setenv("EXPORT_KEY_ID", iam_moto.key_id)
@@ -144,7 +177,7 @@ def test_bad_credentials_fail_clearly_and_never_print_the_secret(exporter, iam_m
 
 
 def test_azure_sas_without_delete_permission(exporter: Exporter, request, tmp_path, monkeypatch) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
@@ -152,14 +185,20 @@ def test_azure_sas_without_delete_permission(exporter: Exporter, request, tmp_pa
 
     provider = make_provider("azure", request, tmp_path)
     sas = generate_container_sas(
-        AZURITE_ACCOUNT, provider.container, account_key=AZURITE_KEY,
+        AZURITE_ACCOUNT,
+        provider.container,
+        account_key=AZURITE_KEY,
         permission=ContainerSasPermissions(read=True, write=True, list=True),  # the spec's "read/write", no delete
-        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
     )
     monkeypatch.setenv("TEST_AZURE_SAS", sas)
     dest = {
-        "provider": "azure", "container": provider.container, "prefix": PREFIX, "max_retries": 1,
-        "account_url": f"{provider.endpoint}/{AZURITE_ACCOUNT}", "sas_token_env": "TEST_AZURE_SAS",
+        "provider": "azure",
+        "container": provider.container,
+        "prefix": PREFIX,
+        "max_retries": 1,
+        "account_url": f"{provider.endpoint}/{AZURITE_ACCOUNT}",
+        "sas_token_env": "TEST_AZURE_SAS",
     }
     insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
     exporter.run("2025-01-15", tables=("traces",), destination=dest)

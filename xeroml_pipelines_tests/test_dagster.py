@@ -16,9 +16,9 @@ from dagster import AssetIn, AssetKey, DailyPartitionsDefinition, asset, materia
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines.io_managers.base import ExportedPartition
-from xeroml_pipelines_tests.conftest import Exporter
+from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.support import Exporter
 
 
 def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -30,6 +30,7 @@ def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
 def test_code_location_loads_embedded_default(tmp_path: Path) -> None:
     proc = _python(
         "from xeroml_pipelines.definitions import defs\n"
+        "defs = defs()\n"
         "g = defs.resolve_asset_graph()\n"
         "print(sorted('/'.join(k.path) for k in g.get_all_asset_keys()))\n"
         "print(type(defs.resources['local_io_manager']).__name__, defs.resources['clickhouse'].url)",
@@ -44,8 +45,11 @@ def test_code_location_loads_embedded_default(tmp_path: Path) -> None:
 
 def test_code_location_refuses_a_bad_config_naming_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e, project_id: p, destination: {provider: gcs}, start_date: 2025-01-01}\n")
-    proc = _python("import xeroml_pipelines.definitions", tmp_path, XEROML_CONFIG=str(cfg))
+    cfg.write_text(
+        "clickhouse: {url: 'chdb:///x'}\nexports:\n"
+        "  - {name: e, project_id: p, destination: {provider: gcs}, start_date: 2025-01-01}\n"
+    )
+    proc = _python("from xeroml_pipelines.definitions import defs; defs()", tmp_path, XEROML_CONFIG=str(cfg))
     assert proc.returncode != 0
     assert "ConfigError" in proc.stderr and "exports.0.destination" in proc.stderr and str(cfg) in proc.stderr
 
@@ -56,7 +60,11 @@ def test_downstream_asset_receives_a_reference_not_the_data(exporter: Exporter) 
     export_asset = defs.get_assets_def(AssetKey(["exp", "traces"]))
     seen: dict[str, object] = {}
 
-    @asset(partitions_def=DailyPartitionsDefinition("2025-01-01", timezone="UTC"), ins={"traces": AssetIn(key=AssetKey(["exp", "traces"]))}, io_manager_key="mem")
+    @asset(
+        partitions_def=DailyPartitionsDefinition("2025-01-01", timezone="UTC"),
+        ins={"traces": AssetIn(key=AssetKey(["exp", "traces"]))},
+        io_manager_key="mem",
+    )
     def loaded(traces: ExportedPartition) -> None:
         seen["traces"] = traces
 
@@ -109,10 +117,18 @@ def test_demo_data_has_what_the_contract_is_about(chdb_url: str) -> None:
     q = lambda sql: ch.get_client().query(sql.replace("DB", f"`{ch.database}`")).first_row[0]  # noqa: E731
     assert q("SELECT countIf(is_deleted = 1) FROM DB.traces") > 0
     assert q("SELECT countIf(is_deleted = 1) FROM DB.observations") > 0
-    assert q("SELECT countIf(toDate(event_ts) > toDate(timestamp) + 0) FROM DB.traces WHERE is_deleted = 0") > 0  # late or updated
+    assert (
+        q("SELECT countIf(toDate(event_ts) > toDate(timestamp) + 0) FROM DB.traces WHERE is_deleted = 0") > 0
+    )  # late or updated
     assert q("SELECT count() FROM (SELECT id FROM DB.traces GROUP BY id HAVING count() > 1)") > 0  # several versions
     assert q("SELECT uniqExact(project_id) FROM DB.traces") == 3
-    assert q("SELECT count() FROM (SELECT session_id FROM DB.traces WHERE session_id IS NOT NULL GROUP BY session_id HAVING uniqExact(project_id) > 1)") > 0
+    assert (
+        q(
+            "SELECT count() FROM (SELECT session_id FROM DB.traces WHERE session_id IS NOT NULL "
+            "GROUP BY session_id HAVING uniqExact(project_id) > 1)"
+        )
+        > 0
+    )
     assert q("SELECT countIf(parent_observation_id IS NOT NULL AND type = 'EVENT') FROM DB.observations") > 0
     assert q("SELECT uniqExact(type) FROM DB.observations") == 3
     ch.get_client().command(f"DROP DATABASE `{ch.database}`")

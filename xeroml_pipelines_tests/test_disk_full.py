@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from xeroml_pipelines_tests.conftest import Exporter
 from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.support import Exporter
 
 DAY = "2025-01-15"
 
@@ -31,7 +31,9 @@ def tiny_disk(tmp_path: Path):
         subprocess.run(["umount", str(disk)], check=True)
 
 
-def test_disk_full_fails_clearly_leaves_nothing_partial_and_the_rerun_is_identical(exporter: Exporter, tiny_disk: Path, tmp_path: Path) -> None:
+def test_disk_full_fails_clearly_leaves_nothing_partial_and_the_rerun_is_identical(
+    exporter: Exporter, tiny_disk: Path, tmp_path: Path
+) -> None:
     on_disk = Exporter(exporter.ch, tiny_disk)
     insert(exporter.ch, "traces", [trace(f"a{i}", f"{DAY} 10:00") for i in range(10)])
     assert on_disk.run(DAY, tables=("traces",)).success

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
@@ -39,14 +39,14 @@ exports:
     env = {"XEROML_CONFIG": str(config)}
     seed = subprocess.run(
         [sys.executable, "-m", "xeroml_pipelines.cli", "seed", "--days", "3", "--traces-per-day", "80"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=300,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert seed.returncode == 0, seed.stderr
-    svc = DagsterServices(root / "dagster_home", env).start()
-    try:
+    with DagsterServices(root / "dagster_home", env) as svc:
         yield svc, root
-    finally:
-        svc.stop()
 
 
 LAUNCH_BACKFILL = """
@@ -70,7 +70,7 @@ query($filter: RunsFilter) {
 
 
 def _runs(svc: DagsterServices, **tag) -> list[dict]:
-    (key, value), = tag.items()
+    ((key, value),) = tag.items()
     return svc.graphql(RUNS, filter={"tags": [{"key": key, "value": value}]})["runsOrError"]["results"]
 
 
@@ -144,7 +144,7 @@ mutation($selector: ScheduleSelector!, $ts: Float!) {
 
 def test_schedule_tick_targets_the_partition_that_just_closed(services) -> None:
     svc, _ = services
-    tick = datetime(2025, 3, 2, 0, 20, tzinfo=timezone.utc).timestamp()
+    tick = datetime(2025, 3, 2, 0, 20, tzinfo=UTC).timestamp()
     result = svc.graphql(SCHEDULE_DRY_RUN, selector={**LOCATION, "scheduleName": "local_daily"}, ts=tick)["scheduleDryRun"]
     assert result["__typename"] == "DryRunInstigationTick", result
     (request,) = result["evaluationResult"]["runRequests"]
@@ -163,8 +163,16 @@ def test_ui_shows_the_export_and_warehouse_assets_and_partitions(services, backf
 
     svc, _ = services
     base = f"http://127.0.0.1:{svc.port}"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-             "--disable-sync", "--no-first-run", "--disable-quic"]
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-quic",
+    ]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=flags)
         try:
@@ -194,7 +202,9 @@ def test_ui_shows_the_export_and_warehouse_assets_and_partitions(services, backf
 CHECKS = """
 query($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) {
-    ... on AssetNode { assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } } }
+    ... on AssetNode {
+      assetChecksOrError { ... on AssetChecks { checks { name executionForLatestMaterialization { status } } } }
+    }
   }
 }"""
 
@@ -202,5 +212,7 @@ query($key: AssetKeyInput!) {
 def test_checks_ran_with_the_backfill(services, backfill) -> None:
     svc, _ = services
     node = svc.graphql(CHECKS, key={"path": ["local", "traces"]})["assetNodeOrError"]
-    status = {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in node["assetChecksOrError"]["checks"]}
+    status = {
+        c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in node["assetChecksOrError"]["checks"]
+    }
     assert status == {"files_match_manifests": "SUCCEEDED", "recount_matches_manifest": "SUCCEEDED"}, status

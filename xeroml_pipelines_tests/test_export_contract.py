@@ -5,20 +5,25 @@ from __future__ import annotations
 import hashlib
 import json
 from contextlib import contextmanager
+from datetime import UTC
 
 import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines_tests.conftest import Exporter, by_id, read_bytes
 from xeroml_pipelines_tests.factories import insert, observation, score, trace
+from xeroml_pipelines_tests.support import Exporter, by_id, read_bytes
 
 
 def test_partition_holds_latest_version_by_ingestion_time(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="v1"),
-        trace("a", "2025-01-15 18:00", timestamp="2025-01-15 10:00", name="v2"),
-        trace("b", "2025-01-15 23:59:59.999", name="b"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="v1"),
+            trace("a", "2025-01-15 18:00", timestamp="2025-01-15 10:00", name="v2"),
+            trace("b", "2025-01-15 23:59:59.999", name="b"),
+        ],
+    )
     exporter.run("2025-01-15", tables=("traces",))
     lines = by_id(exporter.lines("traces", "2025-01-15"))
     assert set(lines) == {"a", "b"}
@@ -27,11 +32,15 @@ def test_partition_holds_latest_version_by_ingestion_time(exporter: Exporter) ->
 
 
 def test_update_ingested_later_moves_record_to_later_partition(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="v1"),
-        trace("a", "2025-01-17 09:00", timestamp="2025-01-15 10:00", name="v2"),
-        trace("b", "2025-01-15 11:00"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="v1"),
+            trace("a", "2025-01-17 09:00", timestamp="2025-01-15 10:00", name="v2"),
+            trace("b", "2025-01-15 11:00"),
+        ],
+    )
     for day in ("2025-01-15", "2025-01-16", "2025-01-17"):
         exporter.run(day, tables=("traces",))
     assert set(by_id(exporter.lines("traces", "2025-01-15"))) == {"b"}
@@ -60,11 +69,15 @@ def test_late_arrival_is_exported_in_the_partition_of_its_ingestion(exporter: Ex
 
 
 def test_window_is_half_open(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("start", "2025-01-15 00:00:00.000"),
-        trace("end", "2025-01-16 00:00:00.000"),
-        trace("last", "2025-01-15 23:59:59.999"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("start", "2025-01-15 00:00:00.000"),
+            trace("end", "2025-01-16 00:00:00.000"),
+            trace("last", "2025-01-15 23:59:59.999"),
+        ],
+    )
     exporter.run("2025-01-15", tables=("traces",))
     exporter.run("2025-01-16", tables=("traces",))
     assert set(by_id(exporter.lines("traces", "2025-01-15"))) == {"start", "last"}
@@ -72,11 +85,15 @@ def test_window_is_half_open(exporter: Exporter) -> None:
 
 
 def test_deleted_record_is_exported_as_tombstone_without_content(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("gone", "2025-01-15 10:00", input="secret prompt", user_id="alice", tags=["x"]),
-        trace("gone", "2025-01-15 12:00", timestamp="2025-01-15 10:00", input="secret prompt", user_id="alice", is_deleted=1),
-        trace("live", "2025-01-15 11:00"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("gone", "2025-01-15 10:00", input="secret prompt", user_id="alice", tags=["x"]),
+            trace("gone", "2025-01-15 12:00", timestamp="2025-01-15 10:00", input="secret prompt", user_id="alice", is_deleted=1),
+            trace("live", "2025-01-15 11:00"),
+        ],
+    )
     exporter.run("2025-01-15", tables=("traces",))
     lines = by_id(exporter.lines("traces", "2025-01-15"))
     tomb = lines["gone"]
@@ -92,14 +109,22 @@ def test_deleted_record_is_exported_as_tombstone_without_content(exporter: Expor
 
 
 def test_tombstones_for_observations_and_scores(exporter: Exporter) -> None:
-    insert(exporter.ch, "observations", [
-        observation("o1", "t1", "2025-01-15 10:00", input="prompt"),
-        observation("o1", "t1", "2025-01-15 11:00", start_time="2025-01-15 10:00", input="prompt", is_deleted=1),
-    ])
-    insert(exporter.ch, "scores", [
-        score("s1", "2025-01-15 10:00", comment="c"),
-        score("s1", "2025-01-15 11:00", timestamp="2025-01-15 10:00", comment="c", is_deleted=1),
-    ])
+    insert(
+        exporter.ch,
+        "observations",
+        [
+            observation("o1", "t1", "2025-01-15 10:00", input="prompt"),
+            observation("o1", "t1", "2025-01-15 11:00", start_time="2025-01-15 10:00", input="prompt", is_deleted=1),
+        ],
+    )
+    insert(
+        exporter.ch,
+        "scores",
+        [
+            score("s1", "2025-01-15 10:00", comment="c"),
+            score("s1", "2025-01-15 11:00", timestamp="2025-01-15 10:00", comment="c", is_deleted=1),
+        ],
+    )
     exporter.run("2025-01-15", tables=("observations", "scores"))
     (obs,) = exporter.lines("observations", "2025-01-15")
     assert obs["is_deleted"] is True and obs["input"] is None and obs["start_time"] == "2025-01-15T10:00:00.000Z"
@@ -108,11 +133,15 @@ def test_tombstones_for_observations_and_scores(exporter: Exporter) -> None:
 
 
 def test_delete_then_reinsert_exports_the_latest(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="v1"),
-        trace("a", "2025-01-15 11:00", timestamp="2025-01-15 10:00", is_deleted=1),
-        trace("a", "2025-01-15 12:00", timestamp="2025-01-15 10:00", name="v3"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="v1"),
+            trace("a", "2025-01-15 11:00", timestamp="2025-01-15 10:00", is_deleted=1),
+            trace("a", "2025-01-15 12:00", timestamp="2025-01-15 10:00", name="v3"),
+        ],
+    )
     exporter.run("2025-01-15", tables=("traces",))
     (line,) = exporter.lines("traces", "2025-01-15")
     assert line["name"] == "v3" and line["is_deleted"] is False
@@ -121,12 +150,16 @@ def test_delete_then_reinsert_exports_the_latest(exporter: Exporter) -> None:
 def test_one_line_per_record_even_with_duplicate_versions(exporter: Exporter) -> None:
     # The same version inserted twice (a retried insert), and a version whose event date
     # differs from an earlier one (different sort key, so ReplacingMergeTree keeps both).
-    insert(exporter.ch, "traces", [
-        trace("dup", "2025-01-15 10:00"),
-        trace("dup", "2025-01-15 10:00"),
-        trace("moved", "2025-01-15 09:00", timestamp="2025-01-10 09:00", name="old-date"),
-        trace("moved", "2025-01-15 10:00", timestamp="2025-01-14 09:00", name="new-date"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("dup", "2025-01-15 10:00"),
+            trace("dup", "2025-01-15 10:00"),
+            trace("moved", "2025-01-15 09:00", timestamp="2025-01-10 09:00", name="old-date"),
+            trace("moved", "2025-01-15 10:00", timestamp="2025-01-14 09:00", name="new-date"),
+        ],
+    )
     insert(exporter.ch, "traces", [trace("dup", "2025-01-15 10:00")])
     exporter.run("2025-01-15", tables=("traces",))
     lines = by_id(exporter.lines("traces", "2025-01-15"))
@@ -144,7 +177,9 @@ def test_delete_wins_a_tie_on_event_ts(exporter: Exporter) -> None:
 
 _MAKERS = {
     "traces": lambda id, project, at, **kw: trace(id, at, timestamp="2025-01-15 10:00", project_id=project, **kw),
-    "observations": lambda id, project, at, **kw: observation(id, "t", at, start_time="2025-01-15 10:00", project_id=project, **kw),
+    "observations": lambda id, project, at, **kw: observation(
+        id, "t", at, start_time="2025-01-15 10:00", project_id=project, **kw
+    ),
     "scores": lambda id, project, at, **kw: score(id, at, timestamp="2025-01-15 10:00", project_id=project, **kw),
 }
 
@@ -152,15 +187,19 @@ _MAKERS = {
 @pytest.mark.parametrize("table", ["traces", "observations", "scores"])
 def test_other_projects_never_appear(exporter: Exporter, table: str) -> None:
     make = _MAKERS[table]
-    insert(exporter.ch, table, [
-        make("mine", "p1", "2025-01-15 10:00"),
-        make("shared-id", "p1", "2025-01-15 10:00", environment="mine"),
-        make("theirs", "p2", "2025-01-15 10:00"),
-        # the same id in another project with a newer version must not shadow ours
-        make("shared-id", "p2", "2025-01-15 11:00", environment="theirs"),
-        make("prefix-trap", "p1-other", "2025-01-15 10:00"),
-        make("case-trap", "P1", "2025-01-15 10:00"),
-    ])
+    insert(
+        exporter.ch,
+        table,
+        [
+            make("mine", "p1", "2025-01-15 10:00"),
+            make("shared-id", "p1", "2025-01-15 10:00", environment="mine"),
+            make("theirs", "p2", "2025-01-15 10:00"),
+            # the same id in another project with a newer version must not shadow ours
+            make("shared-id", "p2", "2025-01-15 11:00", environment="theirs"),
+            make("prefix-trap", "p1-other", "2025-01-15 10:00"),
+            make("case-trap", "P1", "2025-01-15 10:00"),
+        ],
+    )
     exporter.run("2025-01-15", tables=(table,))
     lines = by_id(exporter.lines(table, "2025-01-15"))
     assert set(lines) == {"mine", "shared-id"}
@@ -170,11 +209,15 @@ def test_other_projects_never_appear(exporter: Exporter, table: str) -> None:
 
 
 def test_snapshot_mode_partitions_by_event_time(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("late", "2025-01-18 03:00", timestamp="2025-01-12 08:00"),
-        trace("a", "2025-01-12 09:00", name="v1"),
-        trace("a", "2025-01-13 09:00", timestamp="2025-01-12 09:00", name="v2"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("late", "2025-01-18 03:00", timestamp="2025-01-12 08:00"),
+            trace("a", "2025-01-12 09:00", name="v1"),
+            trace("a", "2025-01-13 09:00", timestamp="2025-01-12 09:00", name="v2"),
+        ],
+    )
     insert(exporter.ch, "observations", [observation("o", "late", "2025-01-18 03:00", start_time="2025-01-12 08:00")])
     for day in ("2025-01-12", "2025-01-13", "2025-01-18"):
         exporter.run(day, tables=("traces", "observations"), mode="snapshot")
@@ -185,10 +228,14 @@ def test_snapshot_mode_partitions_by_event_time(exporter: Exporter) -> None:
 
 
 def test_snapshot_mode_record_whose_event_time_moved_leaves_old_date(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-12 09:00", timestamp="2025-01-12 09:00", name="v1"),
-        trace("a", "2025-01-13 09:00", timestamp="2025-01-13 08:00", name="v2"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-12 09:00", timestamp="2025-01-12 09:00", name="v1"),
+            trace("a", "2025-01-13 09:00", timestamp="2025-01-13 08:00", name="v2"),
+        ],
+    )
     exporter.run("2025-01-12", tables=("traces",), mode="snapshot")
     exporter.run("2025-01-13", tables=("traces",), mode="snapshot")
     assert exporter.lines("traces", "2025-01-12") == []
@@ -196,7 +243,9 @@ def test_snapshot_mode_record_whose_event_time_moved_leaves_old_date(exporter: E
 
 
 def test_rerun_is_byte_identical(exporter: Exporter) -> None:
-    rows = [trace(f"t{i:03d}", f"2025-01-15 {i % 24:02d}:{i % 60:02d}", timestamp=f"2025-01-{10 + i % 5} 08:00") for i in range(300)]
+    rows = [
+        trace(f"t{i:03d}", f"2025-01-15 {i % 24:02d}:{i % 60:02d}", timestamp=f"2025-01-{10 + i % 5} 08:00") for i in range(300)
+    ]
     insert(exporter.ch, "traces", rows[:150])
     insert(exporter.ch, "traces", rows[150:])
     exporter.run("2025-01-15", tables=("traces",))
@@ -229,7 +278,11 @@ def test_rerun_with_fewer_rows_removes_the_stale_file(exporter: Exporter) -> Non
 
 
 def test_manifest_describes_the_file(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [trace(f"t{i}", "2025-01-15 10:00") for i in range(10)] + [trace("d", "2025-01-15 11:00", is_deleted=1)])
+    insert(
+        exporter.ch,
+        "traces",
+        [trace(f"t{i}", "2025-01-15 10:00") for i in range(10)] + [trace("d", "2025-01-15 11:00", is_deleted=1)],
+    )
     result = exporter.run("2025-01-15", tables=("traces",))
     data = exporter.path("traces", "2025-01-15").read_bytes()
     m = exporter.manifest("traces", "2025-01-15")
@@ -248,16 +301,24 @@ def test_manifest_describes_the_file(exporter: Exporter) -> None:
 
 
 def test_value_formats(exporter: Exporter) -> None:
-    insert(exporter.ch, "observations", [observation(
-        "o", "t", "2025-01-15 10:00:00.5",
-        input='{"messages": [1, 2]}',
-        usage_details={"input": 10, "output": 18446744073709551615},
-        cost_details={"input": 0.000123456789, "total": 12.5},
-        total_cost=12.500123456789,
-        metadata={"key.with.dots": 'quote"d', "ключ": "значение"},
-        end_time=None,
-        prompt_version=7,
-    )])
+    insert(
+        exporter.ch,
+        "observations",
+        [
+            observation(
+                "o",
+                "t",
+                "2025-01-15 10:00:00.5",
+                input='{"messages": [1, 2]}',
+                usage_details={"input": 10, "output": 18446744073709551615},
+                cost_details={"input": 0.000123456789, "total": 12.5},
+                total_cost=12.500123456789,
+                metadata={"key.with.dots": 'quote"d', "ключ": "значение"},
+                end_time=None,
+                prompt_version=7,
+            )
+        ],
+    )
     exporter.run("2025-01-15", tables=("observations",))
     raw = exporter.path("observations", "2025-01-15").read_bytes()
     (o,) = [json.loads(line) for line in raw.splitlines()]
@@ -305,9 +366,11 @@ def test_failed_run_keeps_previous_file_and_leaves_nothing_partial(exporter: Exp
     @contextmanager
     def dropping_stream(self, sql, parameters):
         with real_stream(self, sql, parameters) as batches:
+
             def gen():
                 yield next(batches)
                 raise ConnectionError("ClickHouse connection dropped mid-stream")
+
             yield gen()
 
     monkeypatch.setattr(ClickHouseResource, "stream_arrow", dropping_stream)
@@ -358,7 +421,7 @@ def test_hourly_cadence_layout(exporter: Exporter) -> None:
 
 
 def test_export_inside_the_lag_warns_that_rows_may_be_in_flight(exporter: Exporter, monkeypatch: pytest.MonkeyPatch) -> None:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from dagster import DagsterInstance
 
@@ -367,7 +430,7 @@ def test_export_inside_the_lag_warns_that_rows_may_be_in_flight(exporter: Export
     class FrozenClock(datetime):
         @classmethod
         def now(cls, tz=None):
-            return datetime(2025, 1, 16, 0, 5, tzinfo=timezone.utc)  # the 15th closed 5 minutes ago
+            return datetime(2025, 1, 16, 0, 5, tzinfo=UTC)  # the 15th closed 5 minutes ago
 
     monkeypatch.setattr(assets, "datetime", FrozenClock)
     with DagsterInstance.ephemeral() as instance:

@@ -45,11 +45,22 @@ def _published(out: Path) -> dict[str, bytes]:
 def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical(tmp_path: Path) -> None:
     out = tmp_path / "export"
     config = tmp_path / "xeroml.yaml"
-    config.write_text(yaml.safe_dump({
-        "clickhouse": {"url": f"chdb://{tmp_path / 'engine'}"},
-        "exports": [{"name": "exp", "project_id": "demo", "start_date": DAY,
-                     "destination": {"provider": "local", "path": str(out)}, "retries": 0}],
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "clickhouse": {"url": f"chdb://{tmp_path / 'engine'}"},
+                "exports": [
+                    {
+                        "name": "exp",
+                        "project_id": "demo",
+                        "start_date": DAY,
+                        "destination": {"provider": "local", "path": str(out)},
+                        "retries": 0,
+                    }
+                ],
+            }
+        )
+    )
     # ~100k observations (~70 MB of lines): writing them takes long enough to be caught in the act
     _finish(_xeroml(config, "seed", "--start", DAY, "--days", "1", "--traces-per-day", "20000"))
     _finish(_xeroml(config, "export", DAY))
@@ -75,4 +86,5 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
     assert not any(p in orphans for p in staging.glob("*.part"))  # the next run removed the leftovers
     assert not list(staging.glob("*.part"))
     assert {k: v for k, v in _published(out).items() if not k.startswith("_manifests")} == {
-        k: v for k, v in good.items() if not k.startswith("_manifests")}
+        k: v for k, v in good.items() if not k.startswith("_manifests")
+    }

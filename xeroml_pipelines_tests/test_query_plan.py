@@ -28,9 +28,11 @@ def test_event_ts_skip_index_prunes_the_window(ch: ClickHouseResource) -> None:
     db = ch.database
     # 40 days of one project's observations, ingested in time order
     ch.get_client().command(
-        f"INSERT INTO `{db}`.observations (id, trace_id, project_id, type, start_time, name, created_at, updated_at, event_ts, is_deleted) "
+        f"INSERT INTO `{db}`.observations "
+        "(id, trace_id, project_id, type, start_time, name, created_at, updated_at, event_ts, is_deleted) "
         "SELECT concat('o', toString(number)), 't', 'p1', 'GENERATION', ts, 'n', ts, ts, ts, 0 "
-        "FROM (SELECT number, toDateTime64('2025-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(number * 20) AS ts FROM numbers(172800))"
+        "FROM (SELECT number, toDateTime64('2025-01-01 00:00:00', 3, 'UTC') + toIntervalSecond(number * 20) AS ts "
+        "FROM numbers(172800))"
     )
     ch.get_client().command(f"OPTIMIZE TABLE `{db}`.observations FINAL")
     sql = f"SELECT count() FROM `{db}`.observations WHERE {latest_in_window_filter(SOURCES['observations'], db, 'incremental')}"

@@ -11,8 +11,9 @@ import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines.io_managers.local import LocalExportIOManager
-from xeroml_pipelines_tests.conftest import Exporter, assert_same_exports
+from xeroml_pipelines.export import engine
+from xeroml_pipelines.export.writer import PartitionWriter
+from xeroml_pipelines_tests.support import Exporter, assert_same_exports
 
 TABLES = ("traces", "observations", "scores", "sessions")
 DAYS = [f"2025-01-{d}" for d in range(12, 19)]  # one empty day before the data, late arrivals after
@@ -41,17 +42,21 @@ def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None,
 
     monkeypatch.setattr(ClickHouseResource, "stream_arrow", counting)
     if group:  # as a cloud destination with big upload buffers does
-        monkeypatch.setattr(LocalExportIOManager, "partitions_per_query", lambda self: group)
+        monkeypatch.setattr(engine, "partitions_per_query", lambda destination: group)
     result = ranged.run(DAYS[0], until=DAYS[-1], mode=mode)
     # one scan per table for the range, or per group of `group` partitions, in time order
     starts = [q["window_start"][:10] for q in queries]
     assert starts == DAYS[:: group or len(DAYS)] * len(TABLES)
 
-    assert_same_exports(per_day, ranged, TABLES, DAYS, ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window", "object_key"))
+    assert_same_exports(
+        per_day, ranged, TABLES, DAYS, ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window", "object_key")
+    )
     assert ranged.manifest("traces", "2025-01-12")["rows"] == 0  # the empty day has its manifest
 
-    rows = {(e.materialization.asset_key.path[-1], e.materialization.partition): e.materialization.metadata["rows"].value
-            for e in result.get_asset_materialization_events()}
+    rows = {
+        (e.materialization.asset_key.path[-1], e.materialization.partition): e.materialization.metadata["rows"].value
+        for e in result.get_asset_materialization_events()
+    }
     assert len(rows) == len(TABLES) * len(DAYS)
     for (table, day), n in rows.items():
         assert n == per_day.manifest(table, day)["rows"]
@@ -59,9 +64,7 @@ def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None,
 
 def test_failure_mid_range_keeps_committed_partitions(demo, monkeypatch) -> None:
     _, ranged = demo
-    from xeroml_pipelines.io_managers import base
-
-    real_commit = base._PartitionWriter.commit
+    real_commit = PartitionWriter.commit
     committed = []
 
     def commit_then_fail(self, clock, run_id):
@@ -70,12 +73,12 @@ def test_failure_mid_range_keeps_committed_partitions(demo, monkeypatch) -> None
         committed.append(self.partition)
         return real_commit(self, clock, run_id)
 
-    monkeypatch.setattr(base._PartitionWriter, "commit", commit_then_fail)
+    monkeypatch.setattr(PartitionWriter, "commit", commit_then_fail)
     with pytest.raises(Exception, match="destination lost"):
         ranged.run(DAYS[0], until=DAYS[-1], tables=("traces",))
     assert committed == ["2025-01-12", "2025-01-13", "2025-01-14"]
     assert not ranged.path("traces", "2025-01-15").exists()
     assert not (ranged.out / "_staging").exists() or not list((ranged.out / "_staging").iterdir())
-    monkeypatch.setattr(base._PartitionWriter, "commit", real_commit)
+    monkeypatch.setattr(PartitionWriter, "commit", real_commit)
     ranged.run(DAYS[0], until=DAYS[-1], tables=("traces",))
     assert all((ranged.out / "_manifests" / "traces" / f"{d}.json").exists() for d in DAYS)

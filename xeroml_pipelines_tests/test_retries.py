@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from xeroml_pipelines.io_managers.base import DestinationError
-from xeroml_pipelines.io_managers.local import _StagedFile
-from xeroml_pipelines_tests.conftest import Exporter
+from xeroml_pipelines.destinations.errors import DestinationError
+from xeroml_pipelines.destinations.local import _StagedFile
 from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.support import Exporter
 
 
 def _failing_first_write(monkeypatch: pytest.MonkeyPatch, permanent: bool) -> dict[str, int]:
@@ -18,7 +18,9 @@ def _failing_first_write(monkeypatch: pytest.MonkeyPatch, permanent: bool) -> di
     def write(self, data: bytes) -> None:
         attempts["n"] += 1
         if attempts["n"] == 1:
-            raise DestinationError("bucket 'b': throttled [SlowDown]" if not permanent else "bucket 'b': access denied", permanent=permanent)
+            raise DestinationError(
+                "bucket 'b': throttled [SlowDown]" if not permanent else "bucket 'b': access denied", permanent=permanent
+            )
         real(self, data)
 
     monkeypatch.setattr(_StagedFile, "write", write)

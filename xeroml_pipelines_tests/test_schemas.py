@@ -15,7 +15,7 @@ import pytest
 from xeroml_pipelines import schemas
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines_tests.conftest import Exporter
+from xeroml_pipelines_tests.support import Exporter
 
 TABLES = ("traces", "observations", "scores", "sessions")
 
@@ -72,9 +72,17 @@ def test_redshift_keeps_large_text_in_super() -> None:
 
 
 def test_cli_prints_schemas() -> None:
-    out = subprocess.run([sys.executable, "-m", "xeroml_pipelines.cli", "schemas", "--format", "bigquery", "--table", "scores"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "xeroml_pipelines.cli", "schemas", "--format", "bigquery", "--table", "scores"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert json.loads(out) == schemas.bigquery_schema("scores")
-    out = subprocess.run([sys.executable, "-m", "xeroml_pipelines.cli", "schemas", "--format", "snowflake"],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "xeroml_pipelines.cli", "schemas", "--format", "snowflake"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert out.count("CREATE TABLE IF NOT EXISTS") == 4 and "TIMESTAMP_TZ" in out

@@ -12,7 +12,7 @@ import json
 import logging
 import secrets
 import uuid
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from azure.storage.blob import ContainerSasPermissions, generate_container_sas
@@ -21,20 +21,25 @@ from dagster import AssetKey, DagsterInstance, materialize
 from xeroml_pipelines.config import XeroMLConfig
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines_tests.conftest import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, make_provider, server_database
 from xeroml_pipelines_tests.emulators import AZURITE_ACCOUNT, AZURITE_KEY
+from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, make_provider, server_database
 
 DAY = "2025-01-13"
 
 
 def _sas(container: str, key: str) -> str:
     return generate_container_sas(
-        AZURITE_ACCOUNT, container, account_key=key, permission=ContainerSasPermissions(read=True, write=True, list=True, delete=True),
-        expiry=datetime.now(timezone.utc) + timedelta(hours=1),
+        AZURITE_ACCOUNT,
+        container,
+        account_key=key,
+        permission=ContainerSasPermissions(read=True, write=True, list=True, delete=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
     )
 
 
-def test_no_secret_in_event_logs_metadata_logs_exceptions_or_objects(clickhouse_server, request, tmp_path: Path, monkeypatch, caplog, capfd) -> None:
+def test_no_secret_in_event_logs_metadata_logs_exceptions_or_objects(
+    clickhouse_server, request, tmp_path: Path, monkeypatch, caplog, capfd
+) -> None:
     ch = server_database(clickhouse_server, f"s_{uuid.uuid4().hex[:10]}")
     generate(ch, DemoSpec(start=date(2025, 1, 13), days=1, traces_per_day=40))
     s3 = make_provider("s3", request, tmp_path)
@@ -46,22 +51,49 @@ def test_no_secret_in_event_logs_metadata_logs_exceptions_or_objects(clickhouse_
     monkeypatch.setenv("SECRET_TEST_AWS_KEY_ID", "AKIA" + secrets.token_hex(8).upper())
     monkeypatch.setenv("SECRET_TEST_AWS_SECRET", aws_secret)
     values = {
-        "clickhouse password": CLICKHOUSE_PASSWORD, "wrong clickhouse password": wrong_password, "aws secret key": aws_secret,
-        "sas signature": good_sas.split("sig=")[1].split("&")[0], "forged sas signature": forged_sas.split("sig=")[1].split("&")[0],
+        "clickhouse password": CLICKHOUSE_PASSWORD,
+        "wrong clickhouse password": wrong_password,
+        "aws secret key": aws_secret,
+        "sas signature": good_sas.split("sig=")[1].split("&")[0],
+        "forged sas signature": forged_sas.split("sig=")[1].split("&")[0],
     }
 
     def config(password_env: str, sas_env: str) -> XeroMLConfig:
         tables = ["traces", "observations", "scores", "sessions"]
-        return XeroMLConfig.model_validate({
-            "clickhouse": {"url": ch.url, "database": ch.database, "password_env": password_env},
-            "exports": [
-                {"name": "to_s3", "project_id": "demo", "start_date": DAY, "retries": 0, "tables": tables,
-                 "destination": {**s3.destination(), "access_key_id_env": "SECRET_TEST_AWS_KEY_ID", "secret_access_key_env": "SECRET_TEST_AWS_SECRET"}},
-                {"name": "to_azure", "project_id": "demo", "start_date": DAY, "retries": 0, "tables": tables,
-                 "destination": {"provider": "azure", "container": azure.container, "prefix": "xeroml-export", "max_retries": 0,
-                                 "account_url": f"{azure.endpoint}/{AZURITE_ACCOUNT}", "sas_token_env": sas_env}},
-            ],
-        })
+        return XeroMLConfig.model_validate(
+            {
+                "clickhouse": {"url": ch.url, "database": ch.database, "password_env": password_env},
+                "exports": [
+                    {
+                        "name": "to_s3",
+                        "project_id": "demo",
+                        "start_date": DAY,
+                        "retries": 0,
+                        "tables": tables,
+                        "destination": {
+                            **s3.destination(),
+                            "access_key_id_env": "SECRET_TEST_AWS_KEY_ID",
+                            "secret_access_key_env": "SECRET_TEST_AWS_SECRET",
+                        },
+                    },
+                    {
+                        "name": "to_azure",
+                        "project_id": "demo",
+                        "start_date": DAY,
+                        "retries": 0,
+                        "tables": tables,
+                        "destination": {
+                            "provider": "azure",
+                            "container": azure.container,
+                            "prefix": "xeroml-export",
+                            "max_retries": 0,
+                            "account_url": f"{azure.endpoint}/{AZURITE_ACCOUNT}",
+                            "sas_token_env": sas_env,
+                        },
+                    },
+                ],
+            }
+        )
 
     monkeypatch.setenv("SECRET_TEST_CH_WRONG", wrong_password)
     monkeypatch.setenv(CLICKHOUSE_PASSWORD_ENV, CLICKHOUSE_PASSWORD)
@@ -73,28 +105,42 @@ def test_no_secret_in_event_logs_metadata_logs_exceptions_or_objects(clickhouse_
     errors: list[str] = []
     outcomes = []
     with DagsterInstance.local_temp(str(home)) as instance:
-        for password_env, sas_env in (("SECRET_TEST_CH_WRONG", "SECRET_TEST_SAS_GOOD"),
-                                      (CLICKHOUSE_PASSWORD_ENV, "SECRET_TEST_SAS_FORGED"),
-                                      (CLICKHOUSE_PASSWORD_ENV, "SECRET_TEST_SAS_GOOD")):
+        for password_env, sas_env in (
+            ("SECRET_TEST_CH_WRONG", "SECRET_TEST_SAS_GOOD"),
+            (CLICKHOUSE_PASSWORD_ENV, "SECRET_TEST_SAS_FORGED"),
+            (CLICKHOUSE_PASSWORD_ENV, "SECRET_TEST_SAS_GOOD"),
+        ):
             defs = build_definitions(config(password_env, sas_env))
-            assets = [defs.get_assets_def(AssetKey([e, t])) for e in ("to_s3", "to_azure") for t in ("traces", "observations", "sessions")]
+            assets = [
+                defs.get_assets_def(AssetKey([e, t]))
+                for e in ("to_s3", "to_azure")
+                for t in ("traces", "observations", "sessions")
+            ]
             try:
                 result = materialize(assets, partition_key=DAY, resources=defs.resources, instance=instance, raise_on_error=False)
                 outcomes.append(result.success)
             except Exception as e:  # noqa: BLE001 - its text is searched below
                 errors.append(repr(e) + str(e))
                 outcomes.append(False)
-        events = [json.dumps(str(entry.to_dict() if hasattr(entry, "to_dict") else entry)) for run in instance.get_runs()
-                  for entry in instance.all_logs(run.run_id)]
-        failures = [e.dagster_event.event_specific_data for run in instance.get_runs() for e in instance.all_logs(run.run_id)
-                    if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"]
+        events = [
+            json.dumps(str(entry.to_dict() if hasattr(entry, "to_dict") else entry))
+            for run in instance.get_runs()
+            for entry in instance.all_logs(run.run_id)
+        ]
+        failures = [
+            e.dagster_event.event_specific_data
+            for run in instance.get_runs()
+            for e in instance.all_logs(run.run_id)
+            if e.dagster_event and e.dagster_event.event_type_value == "STEP_FAILURE"
+        ]
     assert outcomes == [False, False, True], errors
     # the failures say what went wrong
     texts = [str(f) for f in failures]
     assert any("AUTHENTICATION_FAILED" in t for t in texts), texts
     assert any(azure.container in t and "bad credentials" in t for t in texts), texts
     stored = {p: p.read_bytes() for p in home.rglob("*") if p.is_file()}  # sqlite event/run storage, compute logs
-    objects = {k: s3.get(k) for k in s3.keys()} | {k: azure.get(k) for k in azure.keys()}
+    s3_keys, azure_keys = s3.keys(), azure.keys()  # each store's object keys, as its own client lists them
+    objects = {k: s3.get(k) for k in s3_keys} | {k: azure.get(k) for k in azure_keys}
     assert any(k.endswith(f"observations/{DAY}.jsonl") for k in objects)
     assert any(p.suffix == ".db" and len(d) > 0 for p, d in stored.items()) and "AUTHENTICATION_FAILED" in "\n".join(events)
     captured = capfd.readouterr()

@@ -4,36 +4,72 @@ from __future__ import annotations
 
 import pytest
 
-from xeroml_pipelines_tests.conftest import Exporter, by_id
 from xeroml_pipelines_tests.factories import insert, observation, trace
+from xeroml_pipelines_tests.support import Exporter, by_id
 
 
 @pytest.fixture
 def conversation(exporter: Exporter) -> Exporter:
-    insert(exporter.ch, "traces", [
-        # s1: three turns over two days, one of them deleted later
-        trace("t1", "2025-01-15 10:00:01", timestamp="2025-01-15 10:00", session_id="s1", user_id="u1", environment="production", tags=["a"]),
-        trace("t2", "2025-01-15 10:05:01", timestamp="2025-01-15 10:05", session_id="s1", user_id="u2", environment="staging", tags=["b", "a"]),
-        trace("t3", "2025-01-16 09:00:01", timestamp="2025-01-16 09:00", session_id="s1", user_id="u1", environment="production", tags=[]),
-        trace("t3", "2025-01-17 09:00:00", timestamp="2025-01-16 09:00", session_id="s1", is_deleted=1),
-        # s2: its only trace is deleted -> a session tombstone
-        trace("t4", "2025-01-15 11:00", session_id="s2"),
-        trace("t4", "2025-01-15 12:00", timestamp="2025-01-15 11:00", session_id="s2", is_deleted=1),
-        # no session at all
-        trace("t5", "2025-01-15 13:00", session_id=None),
-        trace("t6", "2025-01-15 13:00", session_id=""),
-        # the same session id in another project: never merged into ours
-        trace("x1", "2025-01-15 10:00", session_id="s1", project_id="p2", user_id="intruder", environment="other"),
-    ])
-    insert(exporter.ch, "observations", [
-        observation("o1", "t1", "2025-01-15 10:00:02", total_cost=0.5, usage_details={"input": 10, "output": 5}),
-        observation("o2", "t2", "2025-01-15 10:05:02", total_cost=0.25, usage_details={"input": 3}),
-        observation("o2", "t2", "2025-01-16 08:00:00", start_time="2025-01-15 10:05:02", total_cost=1.25, usage_details={"input": 4}),
-        observation("o3", "t3", "2025-01-16 09:00:02", total_cost=100.0, usage_details={"input": 1000}),  # its trace is deleted
-        observation("o4", "t1", "2025-01-15 10:00:03", total_cost=9.0, usage_details={"input": 9}),
-        observation("o4", "t1", "2025-01-15 10:30:00", start_time="2025-01-15 10:00:03", is_deleted=1),
-        observation("ox", "x1", "2025-01-15 10:00:02", project_id="p2", total_cost=1000.0),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            # s1: three turns over two days, one of them deleted later
+            trace(
+                "t1",
+                "2025-01-15 10:00:01",
+                timestamp="2025-01-15 10:00",
+                session_id="s1",
+                user_id="u1",
+                environment="production",
+                tags=["a"],
+            ),
+            trace(
+                "t2",
+                "2025-01-15 10:05:01",
+                timestamp="2025-01-15 10:05",
+                session_id="s1",
+                user_id="u2",
+                environment="staging",
+                tags=["b", "a"],
+            ),
+            trace(
+                "t3",
+                "2025-01-16 09:00:01",
+                timestamp="2025-01-16 09:00",
+                session_id="s1",
+                user_id="u1",
+                environment="production",
+                tags=[],
+            ),
+            trace("t3", "2025-01-17 09:00:00", timestamp="2025-01-16 09:00", session_id="s1", is_deleted=1),
+            # s2: its only trace is deleted -> a session tombstone
+            trace("t4", "2025-01-15 11:00", session_id="s2"),
+            trace("t4", "2025-01-15 12:00", timestamp="2025-01-15 11:00", session_id="s2", is_deleted=1),
+            # no session at all
+            trace("t5", "2025-01-15 13:00", session_id=None),
+            trace("t6", "2025-01-15 13:00", session_id=""),
+            # the same session id in another project: never merged into ours
+            trace("x1", "2025-01-15 10:00", session_id="s1", project_id="p2", user_id="intruder", environment="other"),
+        ],
+    )
+    insert(
+        exporter.ch,
+        "observations",
+        [
+            observation("o1", "t1", "2025-01-15 10:00:02", total_cost=0.5, usage_details={"input": 10, "output": 5}),
+            observation("o2", "t2", "2025-01-15 10:05:02", total_cost=0.25, usage_details={"input": 3}),
+            observation(
+                "o2", "t2", "2025-01-16 08:00:00", start_time="2025-01-15 10:05:02", total_cost=1.25, usage_details={"input": 4}
+            ),
+            observation(
+                "o3", "t3", "2025-01-16 09:00:02", total_cost=100.0, usage_details={"input": 1000}
+            ),  # its trace is deleted
+            observation("o4", "t1", "2025-01-15 10:00:03", total_cost=9.0, usage_details={"input": 9}),
+            observation("o4", "t1", "2025-01-15 10:30:00", start_time="2025-01-15 10:00:03", is_deleted=1),
+            observation("ox", "x1", "2025-01-15 10:00:02", project_id="p2", total_cost=1000.0),
+        ],
+    )
     return exporter
 
 
@@ -83,11 +119,15 @@ def test_session_id_reused_by_another_project_is_not_merged(conversation: Export
 
 
 def test_trace_moved_to_another_session_counts_where_it_is_now(exporter: Exporter) -> None:
-    insert(exporter.ch, "traces", [
-        trace("t1", "2025-01-15 10:00", session_id="old"),
-        trace("t2", "2025-01-15 10:01", session_id="old"),
-        trace("t1", "2025-01-15 11:00", timestamp="2025-01-15 10:00", session_id="new"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("t1", "2025-01-15 10:00", session_id="old"),
+            trace("t2", "2025-01-15 10:01", session_id="old"),
+            trace("t1", "2025-01-15 11:00", timestamp="2025-01-15 10:00", session_id="new"),
+        ],
+    )
     exporter.run("2025-01-15", tables=("traces", "sessions"))
     sessions = by_id(exporter.lines("sessions", "2025-01-15"))
     assert sessions["old"]["trace_ids"] == ["t2"]

@@ -14,7 +14,7 @@ from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import parse_config
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines_tests.conftest import make_provider
+from xeroml_pipelines_tests.support import make_provider
 
 TABLES = ("traces", "observations", "scores", "sessions")
 DAYS = ("2025-01-13", "2025-01-14")

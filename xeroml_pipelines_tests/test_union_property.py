@@ -4,14 +4,14 @@ partitions holds every record's latest version exactly once, computed independen
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.tables import SOURCES
-from xeroml_pipelines_tests.conftest import Exporter
+from xeroml_pipelines_tests.support import Exporter
 
 START = date(2025, 1, 13)
 DAYS = 3
@@ -20,14 +20,16 @@ PARTITIONS = [(START + timedelta(days=i)).isoformat() for i in range(DAYS + 4)]
 
 
 def _iso(t: datetime) -> str:
-    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
 
 
 def _latest(exporter: Exporter, table: str, columns: str) -> dict[str, tuple]:
     """Latest version per id of project `demo`, in Python: greatest event_ts, a delete wins a tie."""
-    rows = exporter.ch.get_client().query(
-        f"SELECT id, event_ts, is_deleted, {columns} FROM `{exporter.ch.database}`.{table} WHERE project_id = 'demo'"
-    ).result_rows
+    rows = (
+        exporter.ch.get_client()
+        .query(f"SELECT id, event_ts, is_deleted, {columns} FROM `{exporter.ch.database}`.{table} WHERE project_id = 'demo'")
+        .result_rows
+    )
     latest: dict[str, tuple] = {}
     for row in rows:
         best = latest.get(row[0])
@@ -56,7 +58,7 @@ def test_union_holds_each_latest_version_exactly_once(exported: Exporter, table:
     expected = _latest(exported, table, column)
     seen: dict[str, dict] = {}
     for day in PARTITIONS:
-        start = datetime.fromisoformat(day).replace(tzinfo=timezone.utc)
+        start = datetime.fromisoformat(day).replace(tzinfo=UTC)
         for line in exported.lines(table, day):
             assert line["id"] not in seen, f"{line['id']} exported twice"
             assert line["project_id"] == "demo"
@@ -123,9 +125,11 @@ def test_every_line_is_the_latest_version_field_by_field(exported: Exporter, tab
     versions must match every field of every line, tombstones included."""
     source = SOURCES[table]
     names = [c.name for c in source.columns]
-    rows = exported.ch.get_client().query(
-        f"SELECT {', '.join(f'`{n}`' for n in names)} FROM `{exported.ch.database}`.{table} WHERE project_id = 'demo'"
-    ).named_results()
+    rows = (
+        exported.ch.get_client()
+        .query(f"SELECT {', '.join(f'`{n}`' for n in names)} FROM `{exported.ch.database}`.{table} WHERE project_id = 'demo'")
+        .named_results()
+    )
     latest: dict[str, dict] = {}
     for row in rows:
         best = latest.get(row["id"])

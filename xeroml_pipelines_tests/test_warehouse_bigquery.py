@@ -10,8 +10,8 @@ from google.cloud import bigquery
 from xeroml_pipelines import schemas
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource
-from xeroml_pipelines_tests.conftest import Exporter, make_provider
 from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.support import Exporter, make_provider
 
 
 @pytest.fixture
@@ -26,13 +26,17 @@ def test_bigquery_load_from_the_gcs_export(exporter: Exporter, bq, request, tmp_
     gcs = make_provider("gcs", request, tmp_path)
     for k, v in gcs.env.items():
         monkeypatch.setenv(k, v)
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="a1"),
-        trace("b", "2025-01-15 11:00", tags=["t1", "t2"], metadata={"k": "v"}),
-        trace("c", "2025-01-15 12:00"),
-        trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
-        trace("c", "2025-01-16 10:00", timestamp="2025-01-15 12:00", is_deleted=1),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="a1"),
+            trace("b", "2025-01-15 11:00", tags=["t1", "t2"], metadata={"k": "v"}),
+            trace("c", "2025-01-15 12:00"),
+            trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
+            trace("c", "2025-01-16 10:00", timestamp="2025-01-15 12:00", is_deleted=1),
+        ],
+    )
     with resource.get_client() as client:
         client.create_dataset("xeroml_e2e", exists_ok=True)
     warehouse = {"type": "bigquery", "project": "xeroml-test", "dataset": "xeroml_e2e", "api_endpoint": server.url}
@@ -63,7 +67,8 @@ def test_spec_bq_load_on_our_files(exporter: Exporter, bq, request, tmp_path, mo
         schema = [bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in schemas.bigquery_schema("traces")]
         client.create_table(bigquery.Table("xeroml-test.my_dataset.xeroml_traces", schema=schema), exists_ok=True)
         job = client.load_table_from_uri(
-            f"gs://{gcs.bucket}/xeroml-export/traces/2025-01-15.jsonl", "xeroml-test.my_dataset.xeroml_traces",
+            f"gs://{gcs.bucket}/xeroml-export/traces/2025-01-15.jsonl",
+            "xeroml-test.my_dataset.xeroml_traces",
             job_config=bigquery.LoadJobConfig(source_format="NEWLINE_DELIMITED_JSON"),
         )
         assert job.result().output_rows == 50

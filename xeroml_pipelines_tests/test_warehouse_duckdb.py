@@ -11,10 +11,10 @@ import pytest
 from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 
 from xeroml_pipelines.definitions import build_definitions
-from xeroml_pipelines.io_managers.local import LocalExportIOManager
+from xeroml_pipelines.destinations.local import LocalFolder
 from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
-from xeroml_pipelines_tests.conftest import Exporter
 from xeroml_pipelines_tests.factories import insert, observation, trace
+from xeroml_pipelines_tests.support import Exporter
 
 
 def _file(tmp_path: Path, name: str, lines: list[dict]) -> str:
@@ -26,8 +26,15 @@ def _file(tmp_path: Path, name: str, lines: list[dict]) -> str:
 
 
 def _trace(id: str, event_ts: str, deleted: bool = False, **kw) -> dict:
-    line = {"id": id, "project_id": "p1", "timestamp": "2025-01-15T10:00:00.000Z", "created_at": "2025-01-15T10:00:00.000Z",
-            "updated_at": event_ts, "event_ts": event_ts, "is_deleted": deleted}
+    line = {
+        "id": id,
+        "project_id": "p1",
+        "timestamp": "2025-01-15T10:00:00.000Z",
+        "created_at": "2025-01-15T10:00:00.000Z",
+        "updated_at": event_ts,
+        "event_ts": event_ts,
+        "is_deleted": deleted,
+    }
     if not deleted:
         line.update({"name": kw.pop("name", "n"), "tags": ["a"], "metadata": {"k": "v"}, "input": "in"})
     line.update(kw)
@@ -39,14 +46,20 @@ def _rows(wh: DuckDBWarehouse) -> list[tuple]:
         return con.execute("SELECT id, name, event_ts FROM xeroml_traces ORDER BY id").fetchall()
 
 
-def _source(tmp_path: Path) -> LocalExportIOManager:
-    return LocalExportIOManager(base_dir=str(tmp_path / "dest"))
+def _source(tmp_path: Path) -> LocalFolder:
+    return LocalFolder(path=str(tmp_path / "dest"))
 
 
 def test_merge_keeps_the_latest_version_and_honours_tombstones(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
-    day1 = _file(tmp_path, "d1.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z", name="a1"), _trace("b", "2025-01-15T10:00:00.000Z")])
-    day2 = _file(tmp_path, "d2.jsonl", [_trace("a", "2025-01-16T10:00:00.000Z", name="a2"), _trace("b", "2025-01-16T11:00:00.000Z", deleted=True)])
+    day1 = _file(
+        tmp_path, "d1.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z", name="a1"), _trace("b", "2025-01-15T10:00:00.000Z")]
+    )
+    day2 = _file(
+        tmp_path,
+        "d2.jsonl",
+        [_trace("a", "2025-01-16T10:00:00.000Z", name="a2"), _trace("b", "2025-01-16T11:00:00.000Z", deleted=True)],
+    )
     r = wh.load("traces", day1, "p1", _source(tmp_path))
     assert (r.rows_in_file, r.live_rows) == (2, 2)
     wh.load("traces", day1, "p1", _source(tmp_path))  # re-running a load never duplicates
@@ -60,8 +73,14 @@ def test_merge_keeps_the_latest_version_and_honours_tombstones(tmp_path: Path) -
 def test_any_load_order_gives_the_same_table(tmp_path: Path) -> None:
     files = [
         _file(tmp_path, "1.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z", name="a1"), _trace("c", "2025-01-15T10:00:00.000Z")]),
-        _file(tmp_path, "2.jsonl", [_trace("a", "2025-01-16T10:00:00.000Z", deleted=True), _trace("b", "2025-01-16T10:00:00.000Z")]),
-        _file(tmp_path, "3.jsonl", [_trace("a", "2025-01-17T10:00:00.000Z", name="a3"), _trace("c", "2025-01-17T10:00:00.000Z", deleted=True)]),
+        _file(
+            tmp_path, "2.jsonl", [_trace("a", "2025-01-16T10:00:00.000Z", deleted=True), _trace("b", "2025-01-16T10:00:00.000Z")]
+        ),
+        _file(
+            tmp_path,
+            "3.jsonl",
+            [_trace("a", "2025-01-17T10:00:00.000Z", name="a3"), _trace("c", "2025-01-17T10:00:00.000Z", deleted=True)],
+        ),
     ]
     results = set()
     for n, order in enumerate(itertools.permutations(files)):
@@ -83,7 +102,7 @@ def test_empty_partition_loads_nothing_and_succeeds(tmp_path: Path) -> None:
 def test_failed_load_changes_nothing(tmp_path: Path) -> None:
     wh = DuckDBWarehouse(path=str(tmp_path / "w.duckdb"))
     wh.load("traces", _file(tmp_path, "ok.jsonl", [_trace("a", "2025-01-15T10:00:00.000Z")]), "p1", _source(tmp_path))
-    bad = _file(tmp_path, "bad.jsonl", [_trace("b", "2025-01-16T10:00:00.000Z")]) 
+    bad = _file(tmp_path, "bad.jsonl", [_trace("b", "2025-01-16T10:00:00.000Z")])
     bad_path = tmp_path / "dest" / bad
     bad_path.write_text(bad_path.read_text() + '{"id": "c", "event_ts": "not a time"}\n')
     with pytest.raises(duckdb.Error):
@@ -116,19 +135,25 @@ def test_sensor_requests_the_load_of_each_exported_partition(exporter: Exporter,
 
 
 def test_warehouse_holds_exactly_the_latest_live_records(exporter: Exporter, tmp_path: Path) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="a1"),
-        trace("b", "2025-01-15 11:00", session_id="s"),
-        trace("c", "2025-01-15 12:00"),
-        trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
-        trace("c", "2025-01-16 10:00", timestamp="2025-01-15 12:00", is_deleted=1),
-        trace("x", "2025-01-15 10:00", project_id="other"),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="a1"),
+            trace("b", "2025-01-15 11:00", session_id="s"),
+            trace("c", "2025-01-15 12:00"),
+            trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
+            trace("c", "2025-01-16 10:00", timestamp="2025-01-15 12:00", is_deleted=1),
+            trace("x", "2025-01-15 10:00", project_id="other"),
+        ],
+    )
     insert(exporter.ch, "observations", [observation("o", "b", "2025-01-15 11:00", total_cost=2.0)])
     wh_path = tmp_path / "w.duckdb"
     defs = build_definitions(exporter.config(warehouse={"type": "duckdb", "path": str(wh_path)}))
     keys = [AssetKey(["exp", t]) for t in ("traces", "observations", "scores", "sessions")]
-    assets = [defs.get_assets_def(k) for k in keys] + [defs.get_assets_def(AssetKey(["exp", "warehouse", k.path[-1]])) for k in keys]
+    assets = [defs.get_assets_def(k) for k in keys] + [
+        defs.get_assets_def(AssetKey(["exp", "warehouse", k.path[-1]])) for k in keys
+    ]
     for day in ("2025-01-15", "2025-01-16"):
         assert materialize(assets, partition_key=day, resources=defs.resources).success
     with duckdb.connect(str(wh_path)) as con:
@@ -138,12 +163,16 @@ def test_warehouse_holds_exactly_the_latest_live_records(exporter: Exporter, tmp
 
 
 def test_range_run_loads_every_partition_in_order(exporter: Exporter, tmp_path: Path) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="a1"),
-        trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
-        trace("b", "2025-01-16 10:00"),
-        trace("b", "2025-01-17 10:00", timestamp="2025-01-16 10:00", is_deleted=1),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="a1"),
+            trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2"),
+            trace("b", "2025-01-16 10:00"),
+            trace("b", "2025-01-17 10:00", timestamp="2025-01-16 10:00", is_deleted=1),
+        ],
+    )
     wh_path = tmp_path / "w.duckdb"
     exporter.run("2025-01-15", tables=("traces",), until="2025-01-17")
     defs = build_definitions(exporter.config(tables=("traces",), warehouse={"type": "duckdb", "path": str(wh_path)}))
@@ -155,7 +184,10 @@ def test_range_run_loads_every_partition_in_order(exporter: Exporter, tmp_path: 
         tags={ASSET_PARTITION_RANGE_START_TAG: "2025-01-15", ASSET_PARTITION_RANGE_END_TAG: "2025-01-17"},
         resources=defs.resources,
     )
-    loaded = {e.materialization.partition: e.materialization.metadata["rows_in_file"].value for e in result.get_asset_materialization_events()}
+    loaded = {
+        e.materialization.partition: e.materialization.metadata["rows_in_file"].value
+        for e in result.get_asset_materialization_events()
+    }
     assert loaded == {"2025-01-15": 0, "2025-01-16": 1, "2025-01-17": 1}  # a moved to the 16th, b (deleted) to the 17th
     with duckdb.connect(str(wh_path)) as con:
         assert con.execute("SELECT id, name FROM xeroml_traces").fetchall() == [("a", "a2")]

@@ -17,8 +17,8 @@ from xeroml_pipelines.config import ConfigError, parse_config
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.warehouses import redshift
 from xeroml_pipelines.warehouses.merge import merge_sql
-from xeroml_pipelines_tests.conftest import Exporter
 from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.support import Exporter
 
 
 def _snowflake(root: Path):
@@ -36,19 +36,33 @@ def _snowflake(root: Path):
 
 
 def test_snowflake_load_through_dagster(exporter: Exporter, tmp_path: Path) -> None:
-    insert(exporter.ch, "traces", [
-        trace("a", "2025-01-15 10:00", name="a1", tags=["x"], metadata={"k": "v"}),
-        trace("b", "2025-01-15 11:00"),
-        trace("c", "2025-01-15 12:00"),
-        trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2", tags=["x", "y"], metadata={"k": "v2"}),
-        trace("c", "2025-01-16 10:00", timestamp="2025-01-15 12:00", is_deleted=1),
-    ])
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", "2025-01-15 10:00", name="a1", tags=["x"], metadata={"k": "v"}),
+            trace("b", "2025-01-15 11:00"),
+            trace("c", "2025-01-15 12:00"),
+            trace("a", "2025-01-16 09:00", timestamp="2025-01-15 10:00", name="a2", tags=["x", "y"], metadata={"k": "v2"}),
+            trace("c", "2025-01-16 10:00", timestamp="2025-01-15 12:00", is_deleted=1),
+        ],
+    )
     root = tmp_path / "bucket"
-    warehouse = {"type": "snowflake", "account": "xeroml", "user": "loader", "database": "XEROML", "schema_name": "EXPORTS",
-                 "stage": "xeroml_stage"}
-    defs = build_definitions(exporter.config(
-        tables=("traces",), destination={"provider": "local", "path": str(root), "prefix": "xeroml-export"}, warehouse=warehouse,
-    ))
+    warehouse = {
+        "type": "snowflake",
+        "account": "xeroml",
+        "user": "loader",
+        "database": "XEROML",
+        "schema_name": "EXPORTS",
+        "stage": "xeroml_stage",
+    }
+    defs = build_definitions(
+        exporter.config(
+            tables=("traces",),
+            destination={"provider": "local", "path": str(root), "prefix": "xeroml-export"},
+            warehouse=warehouse,
+        )
+    )
     assets = [defs.get_assets_def(AssetKey(["exp", "traces"])), defs.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))]
     with fakesnow.patch():
         con = _snowflake(root)
@@ -74,13 +88,18 @@ def test_snowflake_statements_name_one_file() -> None:
     assert stage_path("xeroml-export/traces/2025-01-15.jsonl.gz", "xeroml-export") == ("traces", "2025-01-15.jsonl.gz")
     assert stage_path("traces/2025-01-15/13.jsonl", "") == ("traces/2025-01-15", "13.jsonl")
     statements = staging_statements("traces", "XEROML.EXPORTS.STAGE", "traces", "2025-01-15.jsonl")
-    assert statements[1] == "COPY INTO xeroml_raw FROM @XEROML.EXPORTS.STAGE/traces/ FILES = ('2025-01-15.jsonl') FILE_FORMAT = (TYPE = 'JSON')"
+    assert (
+        statements[1]
+        == "COPY INTO xeroml_raw FROM @XEROML.EXPORTS.STAGE/traces/ FILES = ('2025-01-15.jsonl') FILE_FORMAT = (TYPE = 'JSON')"
+    )
     assert 'v:"event_ts"::TIMESTAMP_TZ AS "event_ts"' in statements[2] and 'v:"tags"::ARRAY AS "tags"' in statements[2]
 
 
 def test_redshift_copy_and_merge_sql() -> None:
     role = "arn:aws:iam::123456789012:role/redshift-export-reader"
-    statements = redshift.load_statements("traces", "analytics.xeroml_traces", "s3://bkt/xeroml-export/traces/2025-01-15.jsonl.gz", role, "eu-west-1")
+    statements = redshift.load_statements(
+        "traces", "analytics.xeroml_traces", "s3://bkt/xeroml-export/traces/2025-01-15.jsonl.gz", role, "eu-west-1"
+    )
     assert statements[0] == "CREATE TEMP TABLE xeroml_staging (LIKE analytics.xeroml_traces)"
     assert statements[1] == (
         "COPY xeroml_staging FROM 's3://bkt/xeroml-export/traces/2025-01-15.jsonl.gz' "
@@ -108,15 +127,55 @@ def test_redshift_merge_logic_on_duckdb(tmp_path: Path) -> None:
     def load(lines: list[dict]) -> None:
         path = tmp_path / "f.jsonl"
         path.write_text("".join(json.dumps(x) + "\n" for x in lines))
-        con.execute(f"CREATE TEMP TABLE xeroml_staging AS SELECT * FROM read_json(?, format='newline_delimited', columns={columns!r})", [str(path)])
-        for statement in redshift.load_statements("traces", "xeroml_traces", "s3://b/k.jsonl", "arn:aws:iam::123456789012:role/r", None)[2:]:
+        con.execute(
+            f"CREATE TEMP TABLE xeroml_staging AS SELECT * FROM read_json(?, format='newline_delimited', columns={columns!r})",
+            [str(path)],
+        )
+        for statement in redshift.load_statements(
+            "traces", "xeroml_traces", "s3://b/k.jsonl", "arn:aws:iam::123456789012:role/r", None
+        )[2:]:
             con.execute(statement)
 
     base = {"project_id": "p", "timestamp": "2025-01-15T10:00:00.000Z", "created_at": "2025-01-15T10:00:00.000Z"}
-    load([{**base, "id": "a", "name": "a1", "updated_at": "2025-01-15T10:00:00.000Z", "event_ts": "2025-01-15T10:00:00.000Z", "is_deleted": False},
-          {**base, "id": "b", "name": "b1", "updated_at": "2025-01-15T10:00:00.000Z", "event_ts": "2025-01-15T10:00:00.000Z", "is_deleted": False}])
-    load([{**base, "id": "a", "name": "a2", "updated_at": "2025-01-16T10:00:00.000Z", "event_ts": "2025-01-16T10:00:00.000Z", "is_deleted": False},
-          {**base, "id": "b", "updated_at": "2025-01-16T10:00:00.000Z", "event_ts": "2025-01-16T10:00:00.000Z", "is_deleted": True}])
+    load(
+        [
+            {
+                **base,
+                "id": "a",
+                "name": "a1",
+                "updated_at": "2025-01-15T10:00:00.000Z",
+                "event_ts": "2025-01-15T10:00:00.000Z",
+                "is_deleted": False,
+            },
+            {
+                **base,
+                "id": "b",
+                "name": "b1",
+                "updated_at": "2025-01-15T10:00:00.000Z",
+                "event_ts": "2025-01-15T10:00:00.000Z",
+                "is_deleted": False,
+            },
+        ]
+    )
+    load(
+        [
+            {
+                **base,
+                "id": "a",
+                "name": "a2",
+                "updated_at": "2025-01-16T10:00:00.000Z",
+                "event_ts": "2025-01-16T10:00:00.000Z",
+                "is_deleted": False,
+            },
+            {
+                **base,
+                "id": "b",
+                "updated_at": "2025-01-16T10:00:00.000Z",
+                "event_ts": "2025-01-16T10:00:00.000Z",
+                "is_deleted": True,
+            },
+        ]
+    )
     assert con.execute("SELECT id, name FROM xeroml_traces").fetchall() == [("a", "a2")]
 
 

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from xeroml_pipelines.export.window import Mode
 from xeroml_pipelines.tables import SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS, SOURCES, SourceTable
+from xeroml_pipelines.windows import Mode
 
 _P = "{project_id:String}"
 _START = "{window_start:DateTime64(3, 'UTC')}"
 _END = "{window_end:DateTime64(3, 'UTC')}"
-_BUCKET_MS = "{bucket_ms:UInt64}"
+_WINDOW_MS = "{window_ms:UInt64}"
 
 # ClickHouse writes the JSON lines itself (formatRow, in parallel on the reading threads):
 # these settings fix every byte of that output, so a server upgrade or a user profile cannot
@@ -133,9 +133,9 @@ def window_column(table: SourceTable, mode: Mode) -> str:
     return "event_ts" if mode == "incremental" else table.event_time
 
 
-def _bucket(column: str) -> str:
-    """The partition a row belongs to: whole buckets (days or hours) since the epoch, in UTC."""
-    return f"intDiv(toUnixTimestamp64Milli(`{column}`), {_BUCKET_MS})"
+def _window_index(column: str) -> str:
+    """The partition a row belongs to: whole windows (days or hours) since the epoch, in UTC."""
+    return f"intDiv(toUnixTimestamp64Milli(`{column}`), {_WINDOW_MS})"
 
 
 def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> str:
@@ -161,7 +161,7 @@ def export_sort_key(table: SourceTable) -> tuple[str, ...]:
 def records_query(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
     """The lines of one window, in the file's line order.
 
-    Each row is `_bucket` (its partition), `_row_hash` (for the partition's fingerprint),
+    Each row is `_window_index` (its partition), `_row_hash` (for the partition's fingerprint),
     `_tombstone`, `_invalid_utf8` and `_line`, the record's JSON line as ClickHouse writes it.
     The lines are formatted below the ORDER BY, on every reading thread, before the merge into
     one ordered stream; reading follows the table's sort key, so the ORDER BY is a merge, not a sort.
@@ -171,13 +171,13 @@ def records_query(table_name: str, database: str, mode: Mode, block_rows: int) -
     keys = export_sort_key(table)
     key_names = [f"_k{i}" for i in range(len(keys))]
     order = [*key_names[:-1], f"{key_names[-1]} DESC"]
-    return f"""SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, _line
+    return f"""SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, _line
 FROM (
-    SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
+    SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
         {_line(columns, table.tombstone_columns)} AS _line
     FROM (
         SELECT
-        {_bucket(window_column(table, mode))} AS _bucket,
+        {_window_index(window_column(table, mode))} AS _window_index,
         cityHash64(`id`, `event_ts`) AS _row_hash,
         `is_deleted` AS _tombstone,
         {_invalid_utf8_count(columns)} AS _invalid_utf8,
@@ -205,7 +205,7 @@ def sessions_query(database: str, mode: Mode, block_rows: int) -> str:
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
     return f"""WITH
 window_sessions AS (
-    SELECT DISTINCT {_bucket(window_column(traces, mode))} AS _bucket, session_id FROM {t}
+    SELECT DISTINCT {_window_index(window_column(traces, mode))} AS _window_index, session_id FROM {t}
     WHERE {latest_in_window_filter(traces, database, mode)} AND session_id IS NOT NULL AND session_id != ''
 ),
 session_traces AS (
@@ -255,7 +255,7 @@ sessions AS (
 ),
 session_rows AS (
     SELECT
-        w._bucket AS _bucket,
+        w._window_index AS _window_index,
         cityHash64(s.session_id, s.event_ts) AS _row_hash,
         s.session_id AS id,
         {_P} AS project_id,
@@ -273,13 +273,13 @@ session_rows AS (
     FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
 ),
 cleaned_rows AS (
-    SELECT _bucket, _row_hash, is_deleted AS _tombstone, {_invalid_utf8_count(SESSION_COLUMNS)} AS _invalid_utf8,
+    SELECT _window_index, _row_hash, is_deleted AS _tombstone, {_invalid_utf8_count(SESSION_COLUMNS)} AS _invalid_utf8,
         {_cleaned(SESSION_COLUMNS)}
     FROM session_rows
 )
-SELECT _bucket, _row_hash, _tombstone, _invalid_utf8, {_line(SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS)} AS _line
+SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {_line(SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS)} AS _line
 FROM cleaned_rows
-ORDER BY _bucket, id
+ORDER BY _window_index, id
 {_settings(block_rows)}, join_use_nulls = 0"""
 
 
@@ -294,4 +294,7 @@ def fingerprint_query(table_name: str, database: str, mode: Mode) -> str:
     query an export runs, so a manifest's fingerprint and a recount can only differ if the data did.
     (ClickHouse prunes the unused `_line`: nothing is formatted.)"""
     body, settings = query_for(table_name, database, mode, 65_536).rsplit("\nSETTINGS", 1)
-    return f"SELECT _bucket, count() AS rows, groupBitXor(_row_hash) AS fingerprint FROM ({body}) GROUP BY _bucket ORDER BY _bucket\nSETTINGS{settings}"
+    return (
+        "SELECT _window_index, count() AS rows, groupBitXor(_row_hash) AS fingerprint "
+        f"FROM ({body}) GROUP BY _window_index ORDER BY _window_index\nSETTINGS{settings}"
+    )

@@ -9,7 +9,6 @@ clickhouse-connect's chDB backend materializes a whole result before its first b
 from __future__ import annotations
 
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,11 +19,11 @@ import clickhouse_connect
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr, field_validator
+from pydantic import Field, PrivateAttr
 
-from xeroml_pipelines.identifiers import validate_clickhouse_url, validate_identifier
+from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy, engine_locked
+from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName
 from xeroml_pipelines.tables import create_schema_sql
-
 
 T = TypeVar("T")
 
@@ -32,24 +31,18 @@ T = TypeVar("T")
 class ClickHouseResource(ConfigurableResource):
     """Where XeroML's tables live. `url` is `https://host:8443`, `http://host:8123` or `chdb:///path`."""
 
-    url: str = Field(description="https://host:port, http://host:port (explicit opt-in to plain HTTP), or chdb:///abs/path")
+    url: ClickHouseUrl = Field(
+        description="https://host:port, http://host:port (explicit opt-in to plain HTTP), or chdb:///abs/path"
+    )
     user: str = "default"
     password: str | None = Field(default=None, description="Secret: give it as EnvVar('...')")
-    database: str = "default"
+    database: DatabaseName = "default"
     batch_rows: int = Field(default=8_192, ge=1, description="Rows per ClickHouse block: the unit a partition streams in")
-    embedded_wait_s: float = Field(default=120, ge=0, description="chDB only: how long to wait while another process holds the engine")
+    embedded_wait_s: float = Field(
+        default=120, ge=0, description="chDB only: how long to wait while another process holds the engine"
+    )
 
     _client: Client | None = PrivateAttr(default=None)
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, url: str) -> str:
-        return validate_clickhouse_url(url)
-
-    @field_validator("database")
-    @classmethod
-    def _check_database(cls, database: str) -> str:
-        return validate_identifier(database, "clickhouse.database")
 
     @property
     def is_embedded(self) -> bool:
@@ -85,10 +78,11 @@ class ClickHouseResource(ConfigurableResource):
             try:
                 return open_engine()
             except Exception as e:
-                if not _engine_locked(e) or time.monotonic() >= deadline:
-                    if _engine_locked(e):
+                if not engine_locked(e) or time.monotonic() >= deadline:
+                    if engine_locked(e):
                         raise EmbeddedEngineBusy(
-                            f"the embedded ClickHouse at {self.chdb_path} is held by another process for more than {self.embedded_wait_s:.0f}s"
+                            f"the embedded ClickHouse at {self.chdb_path} is held by another process "
+                            f"for more than {self.embedded_wait_s:.0f}s"
                         ) from None
                     raise
                 time.sleep(delay)
@@ -106,7 +100,9 @@ class ClickHouseResource(ConfigurableResource):
             client.command(statement)
 
     def scalar(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        return self.get_client().query(sql, parameters=parameters).first_row[0]
+        row = self.get_client().query(sql, parameters=parameters).first_row
+        assert row is not None, "a scalar query returns one row"
+        return row[0]
 
     @contextmanager
     def stream_arrow(self, sql: str, parameters: dict[str, Any]) -> Iterator[Iterator[pa.RecordBatch]]:
@@ -145,43 +141,3 @@ def _chdb_batches(result: Any) -> Iterator[pa.RecordBatch]:
         reader = pa.ipc.open_file(pa.py_buffer(data))
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
-
-
-class EmbeddedEngineBusy(RuntimeError):
-    pass
-
-
-# ClickHouse error codes a retry cannot fix: credentials, grants, missing database/table/column,
-# bad SQL, a read-only user. Everything else (network, memory limits, timeouts) may pass.
-_PERMANENT_CODES = {
-    516,  # AUTHENTICATION_FAILED
-    192,  # UNKNOWN_USER
-    193,  # WRONG_PASSWORD
-    194,  # REQUIRED_PASSWORD
-    497,  # ACCESS_DENIED
-    81,  # UNKNOWN_DATABASE
-    60,  # UNKNOWN_TABLE
-    47,  # UNKNOWN_IDENTIFIER
-    62,  # SYNTAX_ERROR
-    164,  # READONLY
-}
-_CODE = re.compile(r"\bCode:\s*(\d+)")
-
-
-def is_permanent(error: BaseException) -> bool:
-    """Whether a ClickHouse error is one a retry cannot fix (see `_PERMANENT_CODES`): over HTTP
-    clickhouse-connect reports the server's code, chDB only has it in the message."""
-    code = getattr(error, "code", None)
-    if code is None and (match := _CODE.search(str(error))):
-        code = int(match.group(1))
-    return code in _PERMANENT_CODES
-
-
-class ClickHouseStreamError(RuntimeError):
-    """A result stream broke off (connection lost, server or engine error mid-result): transient,
-    left to the step's retry policy."""
-
-
-def _engine_locked(e: BaseException) -> bool:
-    text = str(e)
-    return "Cannot lock file" in text or "Another server instance" in text or "Error initializing EmbeddedServer" in text

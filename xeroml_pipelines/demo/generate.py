@@ -26,7 +26,10 @@ _WORDS = (
     "tool call returned a cached embedding vector for the prompt template version"
 ).split()
 
-_TEXT = "arrayStringConcat(arrayMap(k -> words[1 + cityHash64($seed, '$salt', number, k) % length(words)], range($min + cityHash64($seed, '$salt', number) % $spread)), ' ')"
+_TEXT = (
+    "arrayStringConcat(arrayMap(k -> words[1 + cityHash64($seed, '$salt', number, k) % length(words)], "
+    "range($min + cityHash64($seed, '$salt', number) % $spread)), ' ')"
+)
 
 
 def _text(salt: str, min_words: int, spread: int) -> str:

@@ -18,12 +18,12 @@ ZSTD_LEVEL = 3
 
 
 class Compressor(Protocol):
-    def compress(self, data: bytes) -> bytes: ...
+    def compress(self, data: bytes | memoryview) -> bytes | memoryview: ...
     def flush(self) -> bytes: ...
 
 
 class _Identity:
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes | memoryview:
         return data
 
     def flush(self) -> bytes:
@@ -35,7 +35,7 @@ class _Gzip:
         # wbits=31: a gzip member with mtime 0, so equal input gives equal bytes.
         self._z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         return self._z.compress(data)
 
     def flush(self) -> bytes:
@@ -46,12 +46,15 @@ class _Zstd:
     def __init__(self) -> None:
         self._z = zstandard.ZstdCompressor(level=ZSTD_LEVEL).compressobj()
 
-    def compress(self, data: bytes) -> bytes:
+    def compress(self, data: bytes | memoryview) -> bytes:
         return self._z.compress(data)
 
     def flush(self) -> bytes:
         return self._z.flush()
 
 
+_COMPRESSORS: dict[Compression, type[Compressor]] = {"none": _Identity, "gzip": _Gzip, "zstd": _Zstd}
+
+
 def compressor(kind: Compression) -> Compressor:
-    return {"none": _Identity, "gzip": _Gzip, "zstd": _Zstd}[kind]()
+    return _COMPRESSORS[kind]()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from xeroml_pipelines.destinations.base import Destination
+
 MANIFEST_FORMAT = "xeroml-export-manifest/1"
 
 
@@ -31,3 +33,11 @@ class Manifest(BaseModel):
     query_seconds: float
     exported_at: str
     run_id: str | None = None
+
+
+def read_manifest(destination: Destination, key: str) -> Manifest | None:
+    """The manifest at `key`, or None if the partition was never exported."""
+    try:
+        return Manifest.model_validate_json(destination.read_bytes(key))
+    except FileNotFoundError:
+        return None

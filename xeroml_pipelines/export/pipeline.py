@@ -7,6 +7,7 @@ the SDKs' socket writes all release the GIL.
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Iterable, Iterator
@@ -68,8 +69,6 @@ def prefetched(source: Iterable[T], depth: int = 2) -> Iterator[Iterator[T]]:
     finally:
         stop.set()
         while worker.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 items.get(timeout=0.1)  # unblock a producer waiting on a full queue
-            except queue.Empty:
-                pass
         worker.join()

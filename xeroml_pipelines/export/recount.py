@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from xeroml_pipelines.clickhouse.queries import fingerprint_query
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.export.manifest import Manifest
-from xeroml_pipelines.export.window import Mode, Window
+from xeroml_pipelines.windows import Mode, Span, Window
 
 EMPTY_FINGERPRINT = f"{0:016x}"
 
@@ -28,10 +28,9 @@ class Recount:
         return (self.rows, self.fingerprint) != (manifest.rows, manifest.fingerprint)
 
 
-def recount(clickhouse: ClickHouseResource, project_id: str, table: str, mode: Mode, partitions: Sequence[tuple[str, Window]]) -> list[Recount]:
-    """One query for the whole span of `partitions` (consecutive, one cadence)."""
-    window = Window(partitions[0][1].start, partitions[-1][1].end)
-    params = {"project_id": project_id, **window.sql_params(), "bucket_ms": partitions[0][1].step_ms}
+def recount(clickhouse: ClickHouseResource, project_id: str, table: str, mode: Mode, windows: Sequence[Window]) -> list[Recount]:
+    """One query for the whole span of `windows` (consecutive, one cadence)."""
+    params = {"project_id": project_id, **Span.of(windows).sql_params()}
     result = clickhouse.get_client().query(fingerprint_query(table, clickhouse.database, mode), parameters=params)
-    by_bucket = {int(bucket): (int(rows), f"{int(fp):016x}") for bucket, rows, fp in result.result_rows}
-    return [Recount(key, *by_bucket.get(w.bucket, (0, EMPTY_FINGERPRINT))) for key, w in partitions]
+    by_index = {int(index): (int(rows), f"{int(fp):016x}") for index, rows, fp in result.result_rows}
+    return [Recount(w.partition, *by_index.get(w.index, (0, EMPTY_FINGERPRINT))) for w in windows]

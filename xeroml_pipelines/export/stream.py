@@ -1,33 +1,38 @@
-"""What an export asset returns: a lazy, re-openable description of its partitions' rows.
+"""What an export asset returns: which rows go into which partitions, and where they come from.
 
-The asset only decides *which* rows (table, window, SQL); the IO manager opens the stream and
-consumes it batch by batch, so no partition is ever held in memory.
+The asset decides *which* rows (table, mode, windows) and names their source; the IO manager
+opens the source group by group and streams it batch by batch, so no partition is ever held in
+memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa
 
-from xeroml_pipelines.export.window import Mode, Window
+from xeroml_pipelines.windows import Mode, Window
 
 
-Partitions = tuple[tuple[str, Window], ...]  # (partition key, its window), in time order
+class BatchSource(Protocol):
+    def open(self, windows: Sequence[Window]) -> AbstractContextManager[Iterator[pa.RecordBatch]]:
+        """One query over consecutive windows: Arrow batches with `_window_index`, `_row_hash`,
+        `_tombstone`, `_invalid_utf8` and `_line` (the record's JSON line), in the file's order."""
+        ...
 
 
 @dataclass(frozen=True)
 class ExportStream:
-    """One or several consecutive partitions (a range backfill), one file each.
-
-    `open(group)` runs one query over a group of consecutive partitions of `partitions`; the IO
-    manager chooses the groups (how many files it can have open at once)."""
+    """One or several consecutive partitions (a range backfill) of one table, one file each.
+    The writer chooses how many partitions one `source.open` feeds (how many files it can have
+    open at once)."""
 
     export_name: str
     project_id: str
     table: str
     mode: Mode
-    partitions: Partitions
-    open: Callable[[Partitions], AbstractContextManager[Iterator[pa.RecordBatch]]]
+    windows: tuple[Window, ...]  # in time order
+    source: BatchSource

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from dataclasses import dataclass
-from typing import Protocol
 
-from xeroml_pipelines.io_managers.base import ExportIOManager
+from dagster import ConfigurableResource
+
+from xeroml_pipelines.destinations.base import Destination
 
 
 @dataclass(frozen=True)
@@ -15,8 +17,9 @@ class LoadResult:
     target: str
 
 
-class Warehouse(Protocol):
-    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+class Warehouse(ConfigurableResource):
+    @abstractmethod
+    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
         """Merge one partition's object (None: the partition had no rows) from the export's
         destination `source`, which each warehouse addresses its own way: a local copy, a stage
         path, a gs:// or s3:// URI."""

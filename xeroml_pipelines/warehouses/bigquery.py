@@ -7,14 +7,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dagster import ConfigurableResource
 from dagster_gcp import BigQueryResource
 from google.cloud import bigquery
 from pydantic import Field
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.io_managers.base import ExportIOManager
-from xeroml_pipelines.warehouses.base import LoadResult
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
 
@@ -32,7 +31,9 @@ class BigQueryClientResource(BigQueryResource):
         from google.auth.credentials import AnonymousCredentials
 
         yield bigquery.Client(
-            project=self.project, location=self.location, credentials=AnonymousCredentials(),
+            project=self.project,
+            location=self.location,
+            credentials=AnonymousCredentials(),
             client_options={"api_endpoint": self.api_endpoint},
         )
 
@@ -41,12 +42,12 @@ def load_job_config() -> dict:
     return {"source_format": "NEWLINE_DELIMITED_JSON", "write_disposition": "WRITE_TRUNCATE"}
 
 
-class BigQueryWarehouse(ConfigurableResource):
+class BigQueryWarehouse(Warehouse):
     bigquery: BigQueryClientResource
     dataset: str
     table_prefix: str = "xeroml_"
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
         target = f"{self.dataset}.{self.table_prefix}{table}"  # validated identifiers: no quoting needed
         with self.bigquery.get_client() as client:
             client.query(schemas.ddl(table, "bigquery", target)).result()
@@ -59,7 +60,8 @@ class BigQueryWarehouse(ConfigurableResource):
                 job = client.load_table_from_uri(
                     source.uri(object_key), staging_id, job_config=bigquery.LoadJobConfig(schema=schema, **load_job_config())
                 )
-                rows = job.result().output_rows
+                job.result()
+                rows = job.output_rows or 0
                 staging = f"`{staging_id}`"
                 try:
                     # each statement only moves the table towards the file: a cut-short load is completed by a re-run
@@ -67,8 +69,12 @@ class BigQueryWarehouse(ConfigurableResource):
                         client.query(statement).result()
                 finally:
                     client.delete_table(staging_id, not_found_ok=True)
-            live = list(client.query(
-                f"SELECT count(*) AS n FROM {target} WHERE project_id = @p",
-                job_config=bigquery.QueryJobConfig(query_parameters=[bigquery.ScalarQueryParameter("p", "STRING", project_id)]),
-            ).result())[0].n
+            live = list(
+                client.query(
+                    f"SELECT count(*) AS n FROM {target} WHERE project_id = @p",
+                    job_config=bigquery.QueryJobConfig(
+                        query_parameters=[bigquery.ScalarQueryParameter("p", "STRING", project_id)]
+                    ),
+                ).result()
+            )[0].n
         return LoadResult(rows_in_file=rows, live_rows=live, target=target)

@@ -6,18 +6,25 @@ import tempfile
 from pathlib import Path
 
 import duckdb
-from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
 from xeroml_pipelines import schemas
+from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.identifiers import validate_identifier
-from xeroml_pipelines.io_managers.base import ExportIOManager
-from xeroml_pipelines.warehouses.base import LoadResult
+from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
 
-class DuckDBWarehouse(ConfigurableResource):
-    path: str = Field(default="xeroml-warehouse.duckdb", description="Database file; relative paths are from the working directory")
+def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[str] | None = None) -> int:
+    row = con.execute(sql, params).fetchone()
+    assert row is not None, "a count returns one row"
+    return int(row[0])
+
+
+class DuckDBWarehouse(Warehouse):
+    path: str = Field(
+        default="xeroml-warehouse.duckdb", description="Database file; relative paths are from the working directory"
+    )
     table_prefix: str = "xeroml_"
 
     @field_validator("table_prefix")
@@ -36,7 +43,7 @@ class DuckDBWarehouse(ConfigurableResource):
         con.execute(schemas.ddl(table, "duckdb", self.target(table)))
         con.execute(merge_sql(table, self.target(table), "staging").tombstones_ddl("VARCHAR", "TIMESTAMPTZ"))
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
         target = self.target(table)
         with tempfile.TemporaryDirectory() as tmp, self.connect() as con:
             self.ensure_table(con, table)
@@ -47,11 +54,9 @@ class DuckDBWarehouse(ConfigurableResource):
                 con.execute("BEGIN TRANSACTION")
                 try:
                     # The file's own schema is the contract: explicit column types, nothing inferred.
-                    con.execute(
-                        f"CREATE TEMP TABLE staging AS SELECT * FROM read_json(?, format = 'newline_delimited', columns = {columns!r})",
-                        [str(local)],
-                    )
-                    rows = con.execute("SELECT count(*) FROM staging").fetchone()[0]
+                    read = f"read_json(?, format = 'newline_delimited', columns = {columns!r})"
+                    con.execute(f"CREATE TEMP TABLE staging AS SELECT * FROM {read}", [str(local)])
+                    rows = _count(con, "SELECT count(*) FROM staging")
                     for statement in merge_sql(table, target, "staging").statements():
                         con.execute(statement)
                     con.execute("DROP TABLE staging")
@@ -59,5 +64,5 @@ class DuckDBWarehouse(ConfigurableResource):
                 except BaseException:
                     con.execute("ROLLBACK")
                     raise
-            live = con.execute(f"SELECT count(*) FROM {target} WHERE project_id = ?", [project_id]).fetchone()[0]
+            live = _count(con, f"SELECT count(*) FROM {target} WHERE project_id = ?", [project_id])
         return LoadResult(rows_in_file=rows, live_rows=live, target=target)

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.io_managers.base import ExportIOManager
-from xeroml_pipelines.warehouses.base import LoadResult
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
 STAGING = "xeroml_staging"
@@ -25,13 +24,14 @@ def load_statements(table: str, target: str, s3_uri: str, iam_role_arn: str, reg
     region_clause = f" REGION '{region}'" if region else ""
     return [
         f"CREATE TEMP TABLE {STAGING} (LIKE {target})",
-        f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' FORMAT AS JSON 'auto' TIMEFORMAT 'auto'{compression}{region_clause}",
+        f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' "
+        f"FORMAT AS JSON 'auto' TIMEFORMAT 'auto'{compression}{region_clause}",
         *merge_sql(table, target, STAGING).statements(),
         f"DROP TABLE {STAGING}",
     ]
 
 
-class RedshiftWarehouse(ConfigurableResource):
+class RedshiftWarehouse(Warehouse):
     host: str
     port: int = 5439
     database: str
@@ -45,9 +45,11 @@ class RedshiftWarehouse(ConfigurableResource):
     def connect(self) -> Any:
         import redshift_connector  # optional: pip install redshift_connector
 
-        return redshift_connector.connect(host=self.host, port=self.port, database=self.database, user=self.user, password=self.password)
+        return redshift_connector.connect(
+            host=self.host, port=self.port, database=self.database, user=self.user, password=self.password
+        )
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
         target = f"{self.db_schema}.{self.table_prefix}{table}"
         merge = merge_sql(table, target, STAGING)
         con = self.connect()

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import ConfigurableResource
 from pydantic import Field
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.io_managers.base import ExportIOManager
-from xeroml_pipelines.warehouses.base import LoadResult
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
 RAW, STAGING = "xeroml_raw", "xeroml_staging"
@@ -39,7 +38,7 @@ def staging_statements(table: str, stage: str, folder: str, name: str) -> list[s
     ]
 
 
-class SnowflakeWarehouse(ConfigurableResource):
+class SnowflakeWarehouse(Warehouse):
     account: str
     user: str
     password: str | None = Field(default=None, description="Secret: as EnvVar('...')")
@@ -54,11 +53,16 @@ class SnowflakeWarehouse(ConfigurableResource):
         import snowflake.connector
 
         return snowflake.connector.connect(
-            account=self.account, user=self.user, password=self.password, role=self.role,
-            warehouse=self.warehouse, database=self.database, schema=self.db_schema,
+            account=self.account,
+            user=self.user,
+            password=self.password,
+            role=self.role,
+            warehouse=self.warehouse,
+            database=self.database,
+            schema=self.db_schema,
         )
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: ExportIOManager) -> LoadResult:
+    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
         target = f"{self.table_prefix}{table}"
         merge = merge_sql(table, target, STAGING)
         con = self.connect()

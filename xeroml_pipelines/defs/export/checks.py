@@ -3,27 +3,39 @@ partition's manifest agrees with ClickHouse now (`recount_matches_manifest`, per
 
 import warnings
 
-from dagster import PreviewWarning, AssetCheckExecutionContext, AssetCheckResult, AssetCheckSeverity, AssetChecksDefinition, AssetKey, MetadataValue, asset_check
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    MetadataValue,
+    PreviewWarning,
+    asset_check,
+)
 
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.assets import io_manager_key
-from xeroml_pipelines.defs.export.partitions import partitions_for
+from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partitions_for, resource
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.layout import Layout
+from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
-from xeroml_pipelines.export.window import Window
-from xeroml_pipelines.io_managers.base import verify
+from xeroml_pipelines.export.verify import verify
+from xeroml_pipelines.windows import windows_for
 
 
-def _build(export: ExportConfig, table: str) -> AssetChecksDefinition:
-    key = io_manager_key(export)
+def _build_files_check(export: ExportConfig, table: str) -> AssetChecksDefinition:
+    key = destination_key(export)
 
     @asset_check(
-        asset=AssetKey([export.name, table]),
+        asset=export_asset_key(export, table),
         name="files_match_manifests",
         required_resource_keys={key},
         description="Lists the destination: every manifest's object exists with its size, and no data object lacks a manifest.",
     )
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        report = verify(getattr(context.resources, key), table)
+        destination = resource(context.resources, key, Destination)
+        report = verify(destination, Layout(destination.prefix, export.compression), table)
         return AssetCheckResult(
             passed=report.ok,
             severity=AssetCheckSeverity.ERROR,
@@ -38,44 +50,44 @@ def _build(export: ExportConfig, table: str) -> AssetChecksDefinition:
     return _check
 
 
-def _build_recount(export: ExportConfig, table: str) -> AssetChecksDefinition:
-    io_key = io_manager_key(export)
+def _build_recount_check(export: ExportConfig, table: str) -> AssetChecksDefinition:
+    key = destination_key(export)
     partitions_def = partitions_for(export)
 
     @asset_check(
-        asset=AssetKey([export.name, table]),
+        asset=export_asset_key(export, table),
         name="recount_matches_manifest",
         partitions_def=partitions_def,
-        required_resource_keys={io_key, "clickhouse"},
+        required_resource_keys={key, "clickhouse"},
         description="Recounts the partition in ClickHouse (rows and fingerprint) and compares with its manifest: "
         "a difference means late or moved data, which the late-data sensor re-exports.",
     )
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        io = getattr(context.resources, io_key)
-        partitions = [(k, _window(partitions_def, k)) for k in context.partition_keys]
+        destination = resource(context.resources, key, Destination)
+        clickhouse = resource(context.resources, "clickhouse", ClickHouseResource)
+        layout = Layout(destination.prefix, export.compression)
+        windows = windows_for(partitions_def, context.partition_keys)
         drifted, missing = [], []
-        for counted, (key, window) in zip(recount(context.resources.clickhouse, export.project_id, table, export.mode, partitions), partitions):
-            manifest = io.read_manifest(io.manifest_key(table, window))
+        for counted, window in zip(recount(clickhouse, export.project_id, table, export.mode, windows), windows, strict=True):
+            manifest = read_manifest(destination, layout.manifest_key(table, window))
             if manifest is None:
-                missing.append(key)
+                missing.append(window.partition)
             elif counted.drifted_from(manifest):
-                drifted.append(f"{key}: {manifest.rows} rows exported, {counted.rows} now")
+                drifted.append(f"{window.partition}: {manifest.rows} rows exported, {counted.rows} now")
         return AssetCheckResult(
             passed=not drifted and not missing,
             severity=AssetCheckSeverity.WARN,
             description="; ".join(drifted + [f"{k}: not exported" for k in missing]) or None,
-            metadata={"drifted_partitions": MetadataValue.int(len(drifted)), "missing_manifests": MetadataValue.int(len(missing))},
+            metadata={
+                "drifted_partitions": MetadataValue.int(len(drifted)),
+                "missing_manifests": MetadataValue.int(len(missing)),
+            },
         )
 
     return _check
 
 
-def _window(partitions_def, key: str) -> Window:
-    tw = partitions_def.time_window_for_partition_key(key)
-    return Window(tw.start, tw.end)
-
-
 def build_export_checks(export: ExportConfig) -> list[AssetChecksDefinition]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)  # partitioned asset checks
-        return [c for table in export.tables for c in (_build(export, table), _build_recount(export, table))]
+        return [c for table in export.tables for c in (_build_files_check(export, table), _build_recount_check(export, table))]

@@ -1,26 +1,36 @@
 """Per export: a schedule that exports the partition that just closed, once its lag has passed."""
 
-from dagster import AssetKey, AssetSelection, DefaultScheduleStatus, ScheduleDefinition, build_schedule_from_partitioned_job, define_asset_job
+from dagster import (
+    AssetSelection,
+    DefaultScheduleStatus,
+    ScheduleDefinition,
+    build_schedule_from_partitioned_job,
+    define_asset_job,
+)
+from dagster._core.definitions.partitions.partitioned_schedule import UnresolvedPartitionedAssetScheduleDefinition
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.partitions import partitions_for
+from xeroml_pipelines.defs.keys import export_asset_key, partitions_for
 
 
 def export_job(export: ExportConfig) -> UnresolvedAssetJobDefinition:
     return define_asset_job(
         name=f"{export.name}_export",
-        selection=AssetSelection.assets(*(AssetKey([export.name, t]) for t in export.tables)),
+        selection=AssetSelection.assets(*(export_asset_key(export, t) for t in export.tables)),
         partitions_def=partitions_for(export),
         description=f"Exports one partition (or a range) of every table of export {export.name!r}.",
     )
 
 
-def build_export_schedule(export: ExportConfig, job: UnresolvedAssetJobDefinition) -> ScheduleDefinition:
+def build_export_schedule(
+    export: ExportConfig, job: UnresolvedAssetJobDefinition
+) -> ScheduleDefinition | UnresolvedPartitionedAssetScheduleDefinition:
     # Daily at 00:20 UTC (with the default 20 min lag) for yesterday; hourly at :20 for the last hour.
-    offsets = {"minute_of_hour": export.lag_minutes % 60}
-    if export.cadence == "daily":
-        offsets["hour_of_day"] = export.lag_minutes // 60
     return build_schedule_from_partitioned_job(
-        job, name=f"{export.name}_{export.cadence}", default_status=DefaultScheduleStatus.RUNNING, **offsets
+        job,
+        name=f"{export.name}_{export.cadence}",
+        default_status=DefaultScheduleStatus.RUNNING,
+        minute_of_hour=export.lag_minutes % 60,
+        hour_of_day=export.lag_minutes // 60 if export.cadence == "daily" else None,
     )

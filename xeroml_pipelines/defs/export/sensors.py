@@ -7,73 +7,76 @@ exported again. So within that horizon every file converges to the contract, at 
 interval late.
 """
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
-from dagster import AssetKey, DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
 
-from xeroml_pipelines.clickhouse.resource import EmbeddedEngineBusy
+from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.assets import io_manager_key
-from xeroml_pipelines.defs.export.partitions import partitions_for
+from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partitions_for, resource
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.layout import Layout
+from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
-from xeroml_pipelines.export.window import Window
+from xeroml_pipelines.windows import Window, windows_for
 
 
-def recent_partitions(export: ExportConfig, now: datetime) -> list[tuple[str, Window]]:
+def recent_windows(export: ExportConfig, now: datetime) -> tuple[Window, ...]:
     """Closed partitions whose window ended between `lag_minutes` and `recheck_days` ago."""
     partitions_def = partitions_for(export)
     settled = now - timedelta(minutes=export.lag_minutes)
     horizon = now - timedelta(days=export.recheck_days)
-    out = []
-    for key in partitions_def.get_partition_keys(current_time=now)[-(export.recheck_days * 24 + 1):]:
-        tw = partitions_def.time_window_for_partition_key(key)
-        if horizon <= tw.end <= settled:
-            out.append((key, Window(tw.start, tw.end)))
-    return out
+    keys = partitions_def.get_partition_keys(current_time=now)[-(export.recheck_days * 24 + 1) :]
+    return tuple(w for w in windows_for(partitions_def, keys) if horizon <= w.end <= settled)
 
 
 def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
-    io_key = io_manager_key(export)
+    key = destination_key(export)
 
     @sensor(
         name=f"{export.name}_late_data",
-        asset_selection=[AssetKey([export.name, t]) for t in export.tables],
+        asset_selection=[export_asset_key(export, t) for t in export.tables],
         minimum_interval_seconds=export.recheck_interval_minutes * 60,
-        required_resource_keys={io_key, "clickhouse"},
+        required_resource_keys={key, "clickhouse"},
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Re-exports partitions of {export.name!r} younger than {export.recheck_days} days whose data changed after export.",
+        description=f"Re-exports partitions of {export.name!r} younger than {export.recheck_days} days "
+        "whose data changed after export.",
     )
-    def _sensor(context: SensorEvaluationContext):
-        partitions = recent_partitions(export, datetime.now(timezone.utc))
-        if not partitions:
+    def _sensor(context: SensorEvaluationContext) -> SkipReason | list[RunRequest]:
+        windows = recent_windows(export, datetime.now(UTC))
+        if not windows:
             return SkipReason("no partition inside the recheck horizon")
-        io = getattr(context.resources, io_key)
+        destination = resource(context.resources, key, Destination)
+        layout = Layout(destination.prefix, export.compression)
         # On the embedded engine a run may hold ClickHouse: try again next tick rather than wait.
-        clickhouse = context.resources.clickhouse.model_copy(update={"embedded_wait_s": 5})
+        clickhouse = resource(context.resources, "clickhouse", ClickHouseResource).model_copy(update={"embedded_wait_s": 5})
         drifted: dict[str, list[str]] = {}
         try:
             for table in export.tables:
-                for counted, (key, window) in zip(recount(clickhouse, export.project_id, table, export.mode, partitions), partitions):
-                    manifest = io.read_manifest(io.manifest_key(table, window))
+                for counted, window in zip(
+                    recount(clickhouse, export.project_id, table, export.mode, windows), windows, strict=True
+                ):
+                    manifest = read_manifest(destination, layout.manifest_key(table, window))
                     # no manifest: never exported; the schedule or a backfill does that, not us
                     if manifest is not None and counted.drifted_from(manifest):
-                        drifted.setdefault(key, []).append(f"{table}@{counted.fingerprint}")
+                        drifted.setdefault(window.partition, []).append(f"{table}@{counted.fingerprint}")
         except EmbeddedEngineBusy as e:
             return SkipReason(str(e))
         finally:
             clickhouse.close()
         requests = []
-        for key, changes in sorted(drifted.items()):
+        for partition, changes in sorted(drifted.items()):
             tables = sorted(c.split("@")[0] for c in changes)
-            context.log.info(f"{export.name} {key}: data changed since export in {', '.join(tables)}; re-exporting")
+            context.log.info(f"{export.name} {partition}: data changed since export in {', '.join(tables)}; re-exporting")
             requests.append(
                 RunRequest(
-                    run_key=f"late:{key}:" + ",".join(sorted(changes)),  # the same drift is requested once
-                    partition_key=key,
-                    asset_selection=[AssetKey([export.name, t]) for t in tables],
+                    run_key=f"late:{partition}:" + ",".join(sorted(changes)),  # the same drift is requested once
+                    partition_key=partition,
+                    asset_selection=[export_asset_key(export, t) for t in tables],
                     tags={"xeroml/trigger": "late-data"},
                 )
             )
-        return requests or SkipReason(f"{len(partitions)} recent partitions match their manifests")
+        return requests or SkipReason(f"{len(windows)} recent partitions match their manifests")
 
     return _sensor

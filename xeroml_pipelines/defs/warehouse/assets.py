@@ -1,52 +1,63 @@
 """One partitioned asset per loaded table, downstream of its export asset: `[<export>, warehouse, <table>]`.
 
 It receives the exported partition's reference (not its rows) and has the warehouse load it
-idempotently (see `warehouses/merge.py`). A partition without a data file loads nothing.
+from the export's destination, idempotently (see `warehouses/merge.py`). A partition without a
+data file loads nothing.
 """
 
 import warnings
 from typing import Any
 
-from dagster import AssetExecutionContext, AssetIn, AssetKey, AssetsDefinition, BackfillPolicy, BetaWarning, MaterializeResult, MetadataValue, asset
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetsDefinition,
+    BackfillPolicy,
+    BetaWarning,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.assets import io_manager_key
-from xeroml_pipelines.defs.export.partitions import partitions_for
-from xeroml_pipelines.defs.warehouse.resources import warehouse_resource_key
-from xeroml_pipelines.io_managers.base import ExportedPartition
+from xeroml_pipelines.defs.keys import (
+    WAREHOUSE_POOL,
+    destination_key,
+    export_asset_key,
+    partitions_for,
+    resource,
+    warehouse_asset_key,
+    warehouse_key,
+)
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines.warehouses.base import Warehouse
-
-# DuckDB takes one writer at a time; cloud warehouses take more, but loads are cheap next to exports.
-WAREHOUSE_POOL = "xeroml_warehouse"
-
-
-def warehouse_key(export: ExportConfig, table: str) -> AssetKey:
-    return AssetKey([export.name, "warehouse", table])
 
 
 def _build(export: ExportConfig, table: str) -> AssetsDefinition:
-    io_key, wh_key = io_manager_key(export), warehouse_resource_key(export)
+    dest_key, wh_key = destination_key(export), warehouse_key(export)
     assert export.warehouse is not None
 
     @asset(
-        key=warehouse_key(export, table),
-        ins={"exported": AssetIn(key=AssetKey([export.name, table]))},
+        key=warehouse_asset_key(export, table),
+        ins={"exported": AssetIn(key=export_asset_key(export, table))},
         partitions_def=partitions_for(export),
         group_name=f"{export.name}_warehouse",
-        required_resource_keys={io_key, wh_key},
+        required_resource_keys={dest_key, wh_key},
         kinds={export.warehouse.type},
         pool=WAREHOUSE_POOL,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=export.max_partitions_per_run),
-        description=f"{table} of project {export.project_id!r} loaded into {export.warehouse.type}: latest live version per record.",
+        description=f"{table} of project {export.project_id!r} loaded into {export.warehouse.type}: "
+        "latest live version per record.",
     )
     # `Any`: Dagster types reject unions; it is an ExportedPartition, or a dict of them for a range.
     def _load(context: AssetExecutionContext, exported: Any) -> MaterializeResult:
-        io = getattr(context.resources, io_key)
-        warehouse: Warehouse = getattr(context.resources, wh_key)
+        source = resource(context.resources, dest_key, Destination)
+        warehouse = resource(context.resources, wh_key, Warehouse)
         # one partition arrives bare, a range as a dict: loaded oldest first
         parts = [exported] if isinstance(exported, ExportedPartition) else [exported[k] for k in sorted(exported)]
         for part in parts:
-            result = warehouse.load(table, part.object_key, export.project_id, io)
+            result = warehouse.load(table, part.object_key, export.project_id, source)
             context.log.info(f"{table} {part.partition}: {result.rows_in_file} lines merged into {result.target}")
             context.add_asset_metadata(
                 {

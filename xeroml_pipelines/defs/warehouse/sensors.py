@@ -3,14 +3,22 @@
 import json
 from collections import defaultdict
 
-from dagster import AssetKey, AssetRecordsFilter, DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, sensor
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorDefinition,
+    SensorEvaluationContext,
+    sensor,
+)
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.warehouse.assets import warehouse_key
+from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
 
 
 def build_load_sensor(export: ExportConfig) -> SensorDefinition:
-    watched = {AssetKey([export.name, t]): warehouse_key(export, t) for t in export.tables}
+    watched = {export_asset_key(export, t): warehouse_asset_key(export, t) for t in export.tables}
 
     @sensor(
         name=f"{export.name}_warehouse_load",

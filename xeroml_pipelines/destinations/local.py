@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -14,7 +15,8 @@ from pathlib import Path
 
 from pydantic import Field
 
-from xeroml_pipelines.io_managers.base import DestinationError, ExportIOManager
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.destinations.errors import DestinationError
 
 # Staged files live here, not beside the data, so a `{table}/*.jsonl` glob never sees a partial
 # file; a process killed mid-write leaves an orphan here, removed by the next upload on this host.
@@ -74,9 +76,9 @@ class _StagedFile:
             staging.mkdir(parents=True, exist_ok=True)
             _remove_orphans(staging)
             self._path = staging / f"{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
-            self._file = open(self._path, "wb")
+            self._file = open(self._path, "wb")  # noqa: SIM115 - open until commit or abort
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         with _disk_errors(self._final):
             self._file.write(data)
 
@@ -93,10 +95,9 @@ class _StagedFile:
             _fsync_dir(self._final.parent)
 
     def abort(self) -> None:
-        try:
-            self._file.close()  # flushing what is buffered can fail again (a full disk): it is discarded anyway
-        except OSError:
-            pass
+        # flushing what is buffered can fail again (a full disk): it is discarded anyway
+        with contextlib.suppress(OSError):
+            self._file.close()
         self._path.unlink(missing_ok=True)
 
 
@@ -108,14 +109,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-class LocalExportIOManager(ExportIOManager):
-    """Writes `{base_dir}/{prefix}/{table}/{YYYY-MM-DD}.jsonl` and manifests under `_manifests/`."""
+class LocalFolder(Destination):
+    """A folder on local disk: the embedded default destination."""
 
-    base_dir: str = Field(default="xeroml-export", description="Destination folder; relative paths are from the working directory")
+    path: str = Field(description="Destination folder; relative paths are from the working directory")
 
     @property
     def _root(self) -> Path:
-        return Path(self.base_dir).absolute()
+        return Path(self.path).absolute()
 
     def _path(self, key: str) -> Path:
         return self._root / key

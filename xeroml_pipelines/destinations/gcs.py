@@ -7,17 +7,18 @@ stored object's size and MD5 are compared with what was sent before the manifest
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from dagster_gcp import GCSResource
 from google.api_core import exceptions as gexc
-from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError, RefreshError
 from google.api_core.retry import Retry
+from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError, RefreshError
 from google.cloud import storage
 from google.cloud.storage.retry import DEFAULT_RETRY
 from google.resumable_media import DataCorruption, InvalidResponse
@@ -25,18 +26,23 @@ from pydantic import Field, PrivateAttr
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout
 
-from xeroml_pipelines.io_managers.base import DestinationError, ExportIOManager, content_type
+from xeroml_pipelines.destinations.base import MIB, Destination, content_type
+from xeroml_pipelines.destinations.errors import DestinationError, Service
 
-MIB = 1024 * 1024
-_CHUNK_MULTIPLE = 256 * 1024
+ChunkSizeMiB = Annotated[int, Field(ge=1, le=1024, description="Resumable upload chunk size")]
+RetryDeadline = Annotated[float, Field(gt=0, description="How long transient errors are retried per request")]
 
-_PERMANENT_STATUS = {
-    401: "bad credentials",
-    403: "access denied (check the service account's roles on the bucket)",
-    404: "the bucket does not exist",
-    400: "request refused",
-    412: "precondition failed",
-}
+# GCS answers with HTTP statuses only: they are the codes.
+GCS = Service(
+    "GCS",
+    {
+        "HTTP 401": "bad credentials",
+        "HTTP 403": "access denied (check the service account's roles on the bucket)",
+        "HTTP 404": "the bucket does not exist",
+        "HTTP 400": "request refused",
+        "HTTP 412": "precondition failed",
+    },
+)
 
 
 class GCSClientResource(GCSResource):
@@ -58,13 +64,17 @@ class GCSClientResource(GCSResource):
             try:
                 credentials = service_account.Credentials.from_service_account_info(info)
             except (ValueError, KeyError) as e:
-                raise DestinationError(f"GCS: the service-account key is incomplete ({type(e).__name__})", permanent=True) from None
+                raise DestinationError(
+                    f"GCS: the service-account key is incomplete ({type(e).__name__})", permanent=True
+                ) from None
             return storage.Client(project=self.project or info.get("project_id"), credentials=credentials)
         if self.service_account_file:
             try:
                 return storage.Client.from_service_account_json(self.service_account_file, project=self.project)
             except (OSError, ValueError) as e:
-                raise DestinationError(f"GCS: cannot use service-account file {self.service_account_file!r} ({type(e).__name__})", permanent=True) from None
+                raise DestinationError(
+                    f"GCS: cannot use service-account file {self.service_account_file!r} ({type(e).__name__})", permanent=True
+                ) from None
         return super().get_client()
 
 
@@ -77,84 +87,85 @@ def _status(e: Exception) -> int | None:
 
 
 class _ResumableUpload:
-    def __init__(self, io: GCSExportIOManager, key: str) -> None:
-        self._io, self._key = io, key
+    def __init__(self, bucket: GCSBucket, key: str) -> None:
+        self._bucket, self._key = bucket, key
         self._md5 = hashlib.md5()
-        blob = io._bucket.blob(key)
         # Resumable chunks are idempotent: always retried on 429/5xx and lost connections.
-        self._writer = blob.open(
+        self._writer = bucket.handle.blob(key).open(
             "wb",
-            chunk_size=io.chunk_size_mib * MIB,
+            chunk_size=bucket.chunk_size_mib * MIB,
             content_type=content_type(key),
             ignore_flush=True,
             checksum="md5",
-            retry=io._retry,
+            retry=bucket.retry,
         )
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         self._md5.update(data)
-        with self._io._errors("resumable upload", self._key):
+        with self._bucket.errors("resumable upload", self._key):
             self._writer.write(data)
 
     def commit(self, size: int) -> None:
-        io = self._io
-        with io._errors("finalize upload", self._key):
+        b = self._bucket
+        with b.errors("finalize upload", self._key):
             self._writer.close()
-            blob = io._bucket.get_blob(self._key, retry=io._retry)
+            blob = b.handle.get_blob(self._key, retry=b.retry)
         expected_md5 = base64.b64encode(self._md5.digest()).decode()
         if blob is None or blob.size != size or (blob.md5_hash and blob.md5_hash != expected_md5):
             got = "no object" if blob is None else f"{blob.size} bytes, md5 {blob.md5_hash}"
-            raise DestinationError(f"gs://{io.bucket}/{self._key}: stored object ({got}) differs from what was sent ({size} bytes)", permanent=False)
+            raise DestinationError(
+                f"{b.uri(self._key)}: stored object ({got}) differs from what was sent ({size} bytes)", permanent=False
+            )
 
     def abort(self) -> None:
+        # Cancels the resumable session: nothing was finalized. An unreachable server cannot have
+        # finalized it either, so any failure to cancel is ignored.
         if not self._writer.closed:
-            try:
-                self._writer.terminate()  # cancels the resumable session: nothing was finalized
-            except Exception:  # noqa: BLE001 - an unreachable server cannot have finalized it either
-                pass
+            with contextlib.suppress(Exception):
+                self._writer.terminate()
 
 
-class GCSExportIOManager(ExportIOManager):
+class GCSBucket(Destination):
+    """A GCS bucket through the client resource `gcs`."""
+
     gcs: GCSClientResource
     bucket: str
-    chunk_size_mib: int = Field(default=16, ge=1, le=1024, description="Resumable upload chunk size")
-    retry_deadline_s: float = Field(default=300, gt=0, description="How long transient errors are retried per request")
+    chunk_size_mib: ChunkSizeMiB
+    retry_deadline_s: RetryDeadline
 
-    _bucket_cache: Any = PrivateAttr(default=None)
+    _handle: Any = PrivateAttr(default=None)
 
     @property
     def upload_buffer_bytes(self) -> int:
         return self.chunk_size_mib * MIB
 
     @property
-    def _bucket(self) -> storage.Bucket:
-        if self._bucket_cache is None:
+    def handle(self) -> storage.Bucket:
+        if self._handle is None:
             # `bucket()` makes no request: no storage.buckets.get permission is needed.
-            self._bucket_cache = self.gcs.get_client().bucket(self.bucket)
-        return self._bucket_cache
+            self._handle = self.gcs.get_client().bucket(self.bucket)
+        return self._handle
 
     @property
-    def _retry(self) -> Retry:
+    def retry(self) -> Retry:
         return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
 
     @contextmanager
-    def _errors(self, operation: str, key: str) -> Iterator[None]:
+    def errors(self, operation: str, key: str) -> Iterator[None]:
         where = f"GCS bucket {self.bucket!r} ({operation} {key})"
         try:
             yield
         except (DefaultCredentialsError, RefreshError) as e:
-            raise DestinationError(f"{where}: bad or missing credentials ({type(e).__name__})", permanent=True) from None
+            raise GCS.bad_credentials(where, f"bad or missing credentials ({type(e).__name__})") from None
         except (gexc.GoogleAPICallError, InvalidResponse) as e:
             status = _status(e)
-            if status in _PERMANENT_STATUS:
-                raise DestinationError(f"{where}: {_PERMANENT_STATUS[status]} [HTTP {status}]", permanent=True) from None
-            raise DestinationError(f"{where}: GCS is throttling or unavailable [HTTP {status}], retries exhausted", permanent=False) from None
+            raise GCS.refused(where, f"HTTP {status}", status) from None
         except gexc.RetryError as e:
-            raise DestinationError(f"{where}: cannot reach GCS ({type(e.cause).__name__}), retried for {self.retry_deadline_s:.0f}s", permanent=False) from None
+            raise GCS.unreachable(where, e.cause or e, f"retried for {self.retry_deadline_s:.0f}s") from None
         except DataCorruption:
             raise DestinationError(f"{where}: the uploaded bytes failed GCS's checksum", permanent=False) from None
         except (RequestsConnectionError, Timeout, GoogleAuthError, ConnectionError) as e:
-            raise DestinationError(f"{where}: cannot reach GCS ({type(e).__name__}), retries exhausted", permanent=False) from None
+            raise GCS.unreachable(where, e) from None
 
     def uri(self, key: str) -> str:
         return f"gs://{self.bucket}/{key}"
@@ -163,9 +174,9 @@ class GCSExportIOManager(ExportIOManager):
         return _ResumableUpload(self, key)
 
     def read_bytes(self, key: str) -> bytes:
-        with self._errors("download", key):
+        with self.errors("download", key):
             try:
-                return self._bucket.blob(key).download_as_bytes(retry=self._retry)
+                return self.handle.blob(key).download_as_bytes(retry=self.retry)
             except gexc.NotFound as e:
                 # A missing bucket is an error; a missing object is "not exported yet".
                 if "bucket" in str(e.message).lower() and "not exist" in str(e.message).lower():
@@ -173,31 +184,31 @@ class GCSExportIOManager(ExportIOManager):
                 raise FileNotFoundError(self.uri(key)) from None
 
     def write_small(self, key: str, data: bytes) -> None:
-        with self._errors("upload", key):
-            self._bucket.blob(key).upload_from_string(data, content_type=content_type(key), checksum="md5", retry=self._retry)
+        with self.errors("upload", key):
+            self.handle.blob(key).upload_from_string(data, content_type=content_type(key), checksum="md5", retry=self.retry)
 
     def delete(self, key: str) -> None:
-        with self._errors("delete", key):
+        with self.errors("delete", key):
             try:
-                self._bucket.blob(key).delete(retry=self._retry)
+                self.handle.blob(key).delete(retry=self.retry)
             except gexc.NotFound:
                 pass
             except gexc.Forbidden:
                 raise PermissionError(self.uri(key)) from None
 
     def exists(self, key: str) -> bool:
-        with self._errors("get", key):
-            return self._bucket.blob(key).exists(retry=self._retry)
+        with self.errors("get", key):
+            return self.handle.blob(key).exists(retry=self.retry)
 
     def download(self, key: str, dest: Path) -> None:
-        with self._errors("download", key):
+        with self.errors("download", key):
             try:
-                self._bucket.blob(key).download_to_filename(str(dest), retry=self._retry)
+                self.handle.blob(key).download_to_filename(str(dest), retry=self.retry)
             except gexc.NotFound:
                 dest.unlink(missing_ok=True)
                 raise FileNotFoundError(self.uri(key)) from None
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
-        with self._errors("list", prefix):
-            for blob in self._bucket.client.list_blobs(self.bucket, prefix=prefix, retry=self._retry):
+        with self.errors("list", prefix):
+            for blob in self.handle.client.list_blobs(self.bucket, prefix=prefix, retry=self.retry):
                 yield blob.name, blob.size

@@ -1,0 +1,65 @@
+"""ClickHouse failures told in our words, and which of them a retry cannot fix."""
+
+from __future__ import annotations
+
+import re
+
+from xeroml_pipelines.errors import ExportError
+
+
+class ClickHouseError(ExportError):
+    """ClickHouse refused a query (permanent) or a result stream broke off (transient)."""
+
+
+class EmbeddedEngineBusy(RuntimeError):
+    """Another process holds the embedded engine's folder for longer than we wait."""
+
+
+# ClickHouse error codes a retry cannot fix: credentials, grants, missing database/table/column,
+# bad SQL, a read-only user. Everything else (network, memory limits, timeouts) may pass.
+_PERMANENT_CODES = {
+    516,  # AUTHENTICATION_FAILED
+    192,  # UNKNOWN_USER
+    193,  # WRONG_PASSWORD
+    194,  # REQUIRED_PASSWORD
+    497,  # ACCESS_DENIED
+    81,  # UNKNOWN_DATABASE
+    60,  # UNKNOWN_TABLE
+    47,  # UNKNOWN_IDENTIFIER
+    62,  # SYNTAX_ERROR
+    164,  # READONLY
+}
+_CODE = re.compile(r"\bCode:\s*(\d+)")
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a ClickHouse error is one a retry cannot fix (see `_PERMANENT_CODES`): over HTTP
+    clickhouse-connect reports the server's code, chDB only has it in the message."""
+    code = getattr(error, "code", None)
+    if code is None and (match := _CODE.search(str(error))):
+        code = int(match.group(1))
+    return code in _PERMANENT_CODES
+
+
+def engine_locked(e: BaseException) -> bool:
+    text = str(e)
+    return "Cannot lock file" in text or "Another server instance" in text or "Error initializing EmbeddedServer" in text
+
+
+def read_failure(what: str, error: BaseException, rows: int | None) -> ClickHouseError:
+    """A failed read of `what` (`rows`: how many arrived before it broke off, None if the query
+    never started), as the message a user sees."""
+    cause = f"{type(error).__name__}: {error}"
+    if is_permanent(error):
+        return ClickHouseError(
+            f"ClickHouse refused to read {what}: {cause}. Fix the ClickHouse settings "
+            "(credentials, grants, database) and re-run; nothing was published.",
+            permanent=True,
+        )
+    if rows is not None:
+        return ClickHouseError(
+            f"ClickHouse stopped sending {what} after {rows} rows: {cause}. "
+            "Nothing of these partitions was published; a retry reads them again whole.",
+            permanent=False,
+        )
+    return ClickHouseError(f"ClickHouse could not be queried for {what}: {cause}", permanent=False)

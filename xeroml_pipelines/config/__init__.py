@@ -1,0 +1,33 @@
+"""The exports a deployment runs, declared in YAML (see `loading.py`), as typed models that
+build their Dagster resources."""
+
+from xeroml_pipelines.config.base import ConfigError
+from xeroml_pipelines.config.destinations import AzureDestination, GCSDestination, LocalDestination, S3Destination
+from xeroml_pipelines.config.exports import ClickHouseConfig, ExportConfig, XeroMLConfig
+from xeroml_pipelines.config.loading import CONFIG_ENV, DEMO_START, default_config, load_config, parse_config
+from xeroml_pipelines.config.warehouses import (
+    BigQueryWarehouseConfig,
+    DuckDBWarehouseConfig,
+    RedshiftWarehouseConfig,
+    SnowflakeWarehouseConfig,
+)
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEMO_START",
+    "AzureDestination",
+    "BigQueryWarehouseConfig",
+    "ClickHouseConfig",
+    "ConfigError",
+    "DuckDBWarehouseConfig",
+    "ExportConfig",
+    "GCSDestination",
+    "LocalDestination",
+    "RedshiftWarehouseConfig",
+    "S3Destination",
+    "SnowflakeWarehouseConfig",
+    "XeroMLConfig",
+    "default_config",
+    "load_config",
+    "parse_config",
+]

@@ -1,0 +1,240 @@
+"""Where an export writes, as declared in YAML; each model builds its destination resource.
+
+Secrets are never in the file: a `*_env` field names the environment variable that holds one,
+and the resource reads it through Dagster's `EnvVar` at run time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal
+
+from dagster import EnvVar
+from dagster_azure.blob import (
+    AzureBlobStorageDefaultCredential,
+    AzureBlobStorageKeyCredential,
+    AzureBlobStorageSASTokenCredential,
+)
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from xeroml_pipelines.config.base import Strict
+from xeroml_pipelines.destinations.azure import AzureContainer, BlockSizeMiB
+from xeroml_pipelines.destinations.azure_client import AzureBlobClientResource, MaxRetries, RetryBackoff
+from xeroml_pipelines.destinations.gcs import ChunkSizeMiB, GCSBucket, GCSClientResource, RetryDeadline
+from xeroml_pipelines.destinations.local import LocalFolder
+from xeroml_pipelines.destinations.s3 import PartSizeMiB, S3Bucket
+from xeroml_pipelines.destinations.s3_client import S3ClientResource
+from xeroml_pipelines.identifiers import EnvVarName, validate_prefix
+from xeroml_pipelines.io_managers.base import ExportIOManager
+from xeroml_pipelines.io_managers.providers import (
+    AzureBlobExportIOManager,
+    GCSExportIOManager,
+    LocalExportIOManager,
+    S3ExportIOManager,
+)
+
+DEFAULT_EXPORT_DIR = "xeroml-export"
+_BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
+_ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+
+
+def _endpoint(v: str) -> str:
+    if not re.match(r"^https?://[^/\s]+/?$", v):
+        raise ValueError(f"must be http(s)://host[:port], got {v!r}")
+    return v
+
+
+Endpoint = Annotated[str, AfterValidator(_endpoint)]
+
+
+def env(name: str | None) -> EnvVar | None:
+    return EnvVar(name) if name else None
+
+
+class _Destination(Strict):
+    prefix: str = ""
+    io_manager_class: ClassVar[type[ExportIOManager]]
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, v: str) -> str:
+        return validate_prefix(v)
+
+
+class LocalDestination(_Destination):
+    provider: Literal["local"]
+    path: str = DEFAULT_EXPORT_DIR
+    io_manager_class = LocalExportIOManager
+
+    @property
+    def location(self) -> str:
+        return str(Path(self.path).absolute() / self.prefix)
+
+    def resource(self) -> LocalFolder:
+        return LocalFolder(path=self.path, prefix=self.prefix)
+
+
+class S3Destination(_Destination):
+    """AWS S3 or an S3-compatible store. Credentials: access key env vars, else the default
+    chain (env, profile, instance role); optionally a role to assume on top."""
+
+    provider: Literal["s3"]
+    bucket: str = Field(pattern=_BUCKET)
+    region: str | None = None
+    endpoint_url: Endpoint | None = Field(default=None, description="S3-compatible store; plain http only when written here")
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    access_key_id_env: EnvVarName | None = None
+    secret_access_key_env: EnvVarName | None = None
+    session_token_env: EnvVarName | None = None
+    profile: str | None = None
+    role_arn: str | None = Field(default=None, pattern=_ROLE_ARN)
+    external_id_env: EnvVarName | None = None
+    sts_endpoint_url: Endpoint | None = None
+    sse_kms_key_id: str | None = None
+    part_size_mib: PartSizeMiB = 64
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    io_manager_class = S3ExportIOManager
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> S3Destination:
+        if bool(self.access_key_id_env) != bool(self.secret_access_key_env):
+            raise ValueError("access_key_id_env and secret_access_key_env go together")
+        if self.session_token_env and not self.access_key_id_env:
+            raise ValueError("session_token_env needs access_key_id_env and secret_access_key_env")
+        return self
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
+
+    def resource(self) -> S3Bucket:
+        client = S3ClientResource(
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            profile_name=self.profile,
+            aws_access_key_id=env(self.access_key_id_env),
+            aws_secret_access_key=env(self.secret_access_key_env),
+            aws_session_token=env(self.session_token_env),
+            role_arn=self.role_arn,
+            external_id=env(self.external_id_env),
+            sts_endpoint_url=self.sts_endpoint_url,
+            addressing_style=self.addressing_style,
+            max_attempts=self.max_attempts,
+        )
+        return S3Bucket(
+            s3=client,
+            bucket=self.bucket,
+            prefix=self.prefix,
+            part_size_mib=self.part_size_mib,
+            sse_kms_key_id=self.sse_kms_key_id,
+        )
+
+
+class GCSDestination(_Destination):
+    """Google Cloud Storage. Credentials: a service-account key (file, or JSON in an env var),
+    else Application Default Credentials."""
+
+    provider: Literal["gcs"]
+    bucket: str = Field(pattern=_BUCKET)
+    project: str | None = None
+    service_account_json_env: EnvVarName | None = None
+    service_account_file: str | None = None
+    chunk_size_mib: ChunkSizeMiB = 16
+    retry_deadline_s: RetryDeadline = 300
+    io_manager_class = GCSExportIOManager
+
+    @model_validator(mode="after")
+    def _one_key(self) -> GCSDestination:
+        if self.service_account_json_env and self.service_account_file:
+            raise ValueError("give service_account_json_env or service_account_file, not both")
+        return self
+
+    @property
+    def location(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}"
+
+    def resource(self) -> GCSBucket:
+        client = GCSClientResource(
+            project=self.project,
+            service_account_json=env(self.service_account_json_env),
+            service_account_file=self.service_account_file,
+        )
+        return GCSBucket(
+            gcs=client,
+            bucket=self.bucket,
+            prefix=self.prefix,
+            chunk_size_mib=self.chunk_size_mib,
+            retry_deadline_s=self.retry_deadline_s,
+        )
+
+
+class AzureDestination(_Destination):
+    """Azure Blob Storage. Credentials: exactly one of a connection string, a SAS token, an
+    account key (each from an env var), or DefaultAzureCredential (managed identity)."""
+
+    provider: Literal["azure"]
+    container: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+    account_url: str | None = Field(default=None, description="https://<account>.blob.core.windows.net")
+    connection_string_env: EnvVarName | None = None
+    sas_token_env: EnvVarName | None = None
+    account_key_env: EnvVarName | None = None
+    default_credential: bool = False
+    block_size_mib: BlockSizeMiB = 16
+    max_retries: MaxRetries = 6
+    retry_backoff_s: RetryBackoff = 15
+    io_manager_class = AzureBlobExportIOManager
+
+    @field_validator("account_url")
+    @classmethod
+    def _account_url(cls, v: str | None) -> str | None:
+        if v is not None and ("?" in v or "sig=" in v):
+            raise ValueError("account_url must not carry a SAS token: put the token in the env var named by sas_token_env")
+        if v is not None and not re.match(r"^https?://[^/\s]+(/[\w.-]+)*/?$", v):
+            raise ValueError(f"must be http(s)://host[:port][/path], got {v!r}")
+        return v
+
+    @field_validator("container")
+    @classmethod
+    def _container(cls, v: str) -> str:
+        if "--" in v:
+            raise ValueError(f"container names cannot contain '--', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> AzureDestination:
+        given = [
+            n for n in ("connection_string_env", "sas_token_env", "account_key_env", "default_credential") if getattr(self, n)
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of connection_string_env, sas_token_env, account_key_env, default_credential: true"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if not self.connection_string_env and not self.account_url:
+            raise ValueError("account_url is required unless connection_string_env is given")
+        return self
+
+    @property
+    def location(self) -> str:
+        account = self.account_url or f"${{{self.connection_string_env}}}"
+        return f"azure:{account}/{self.container}/{self.prefix}"
+
+    def resource(self) -> AzureContainer:
+        retries: dict[str, Any] = {"max_retries": self.max_retries, "retry_backoff_s": self.retry_backoff_s}
+        if self.connection_string_env:
+            client = AzureBlobClientResource(connection_string=EnvVar(self.connection_string_env), **retries)
+        else:
+            assert self.account_url, "validated: account_url goes with every credential but a connection string"
+            credential: AzureBlobStorageSASTokenCredential | AzureBlobStorageKeyCredential | AzureBlobStorageDefaultCredential
+            if self.sas_token_env:
+                credential = AzureBlobStorageSASTokenCredential(token=EnvVar(self.sas_token_env))
+            elif self.account_key_env:
+                credential = AzureBlobStorageKeyCredential(key=EnvVar(self.account_key_env))
+            else:
+                credential = AzureBlobStorageDefaultCredential()
+            client = AzureBlobClientResource(account_url=self.account_url, credential=credential, **retries)
+        return AzureContainer(azure=client, container=self.container, prefix=self.prefix, block_size_mib=self.block_size_mib)
+
+
+Destination = Annotated[LocalDestination | S3Destination | GCSDestination | AzureDestination, Field(discriminator="provider")]

@@ -1,0 +1,117 @@
+"""The exports a deployment runs: the ClickHouse source and one entry per export."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from pydantic import Field, field_validator, model_validator
+
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.config.base import Strict
+from xeroml_pipelines.config.destinations import Destination, env
+from xeroml_pipelines.config.warehouses import WarehouseConfig
+from xeroml_pipelines.export.compression import Compression
+from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
+from xeroml_pipelines.tables import ALL_TABLES, TableName
+from xeroml_pipelines.windows import Cadence, Mode
+
+
+class ClickHouseConfig(Strict):
+    url: ClickHouseUrl = Field(description="https://host:8443, http://host:8123, or chdb:///abs/path (embedded)")
+    user: str = "default"
+    password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
+    database: DatabaseName = "default"
+
+    def resource(self) -> ClickHouseResource:
+        return ClickHouseResource(url=self.url, user=self.user, password=env(self.password_env), database=self.database)
+
+
+class ExportConfig(Strict):
+    name: str
+    project_id: str
+    destination: Destination
+    cadence: Cadence = "daily"
+    mode: Mode = "incremental"
+    compression: Compression = "none"
+    tables: tuple[TableName, ...] = ALL_TABLES
+    start_date: date
+    lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
+    retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
+    retry_delay_s: float = Field(default=30, ge=0, description="First retry delay; doubles each time, with jitter")
+    recheck_days: int = Field(
+        default=7, ge=0, le=90, description="Late data: partitions younger than this are recounted (0: never)"
+    )
+    recheck_interval_minutes: int = Field(default=60, ge=1, description="Late data: how often they are recounted")
+    max_partitions_per_run: int = Field(
+        default=31,
+        ge=1,
+        le=744,
+        description="Backfills: partitions exported by one run (one ClickHouse scan per table for the range)",
+    )
+    warehouse: WarehouseConfig | None = Field(default=None, description="Where a sensor loads each exported partition")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return validate_identifier(v, "name")
+
+    @field_validator("project_id")
+    @classmethod
+    def _project(cls, v: str) -> str:
+        return validate_project_id(v)
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        if not v:
+            raise ValueError("list at least one table")
+        if len(set(v)) != len(v):
+            raise ValueError(f"tables are listed twice: {sorted(t for t in set(v) if v.count(t) > 1)}")
+        return v
+
+    @model_validator(mode="after")
+    def _warehouse_reads_the_destination(self) -> ExportConfig:
+        if self.warehouse and self.warehouse.type == "redshift" and self.destination.provider != "s3":
+            raise ValueError("a redshift warehouse COPYs from S3: the export's destination must be provider: s3")
+        if self.warehouse and self.warehouse.type == "bigquery" and self.destination.provider != "gcs":
+            raise ValueError("a bigquery warehouse loads from GCS: the export's destination must be provider: gcs")
+        return self
+
+    @model_validator(mode="after")
+    def _lag_fits_cadence(self) -> ExportConfig:
+        if self.cadence == "hourly" and self.lag_minutes >= 60:
+            raise ValueError("lag_minutes must be under 60 for an hourly export (the next hour's run would start first)")
+        if self.cadence == "daily" and self.lag_minutes >= 24 * 60:
+            raise ValueError("lag_minutes must be under 1440 for a daily export")
+        return self
+
+    @field_validator("start_date")
+    @classmethod
+    def _start(cls, v: date) -> date:
+        if v > datetime.now(UTC).date():
+            raise ValueError(f"start_date {v} is in the future")
+        return v
+
+
+class XeroMLConfig(Strict):
+    clickhouse: ClickHouseConfig
+    exports: tuple[ExportConfig, ...]
+
+    @model_validator(mode="after")
+    def _distinct(self) -> XeroMLConfig:
+        if not self.exports:
+            raise ValueError("declare at least one export")
+        names = [e.name for e in self.exports]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"export names must be unique: {dupes}")
+        # Two exports writing one location, or one inside the other's, would overwrite or pollute
+        # each other's files.
+        where = {e.name: e.destination.location.rstrip("/") + "/" for e in self.exports}
+        for a in self.exports:
+            for b in self.exports:
+                if a.name < b.name and (where[a.name].startswith(where[b.name]) or where[b.name].startswith(where[a.name])):
+                    raise ValueError(
+                        f"exports {a.name!r} and {b.name!r} write to overlapping locations {where[a.name]} and {where[b.name]}"
+                    )
+        return self

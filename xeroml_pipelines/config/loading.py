@@ -1,0 +1,72 @@
+"""The configuration of a deployment: one YAML file named by `XEROML_CONFIG`, or the embedded default.
+
+Validated before any work starts; an error names the file and the field. Without
+`XEROML_CONFIG` the embedded default applies: a chDB database in `./xeroml-demo-db`, one export
+`local` of project `demo` into `./xeroml-export/`, loaded into `./xeroml-warehouse.duckdb`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from xeroml_pipelines.config.base import ConfigError
+from xeroml_pipelines.config.destinations import DEFAULT_EXPORT_DIR, LocalDestination
+from xeroml_pipelines.config.exports import ClickHouseConfig, ExportConfig, XeroMLConfig
+from xeroml_pipelines.config.warehouses import DEFAULT_WAREHOUSE_FILE, DuckDBWarehouseConfig
+
+CONFIG_ENV = "XEROML_CONFIG"
+DEFAULT_CHDB_DIR = "xeroml-demo-db"
+DEMO_PROJECT = "demo"
+DEMO_START = date(2025, 1, 13)
+
+
+def default_config(root: Path | None = None) -> XeroMLConfig:
+    root = (root or Path.cwd()).absolute()
+    return XeroMLConfig(
+        clickhouse=ClickHouseConfig(url=f"chdb://{root / DEFAULT_CHDB_DIR}"),
+        exports=(
+            ExportConfig(
+                name="local",
+                project_id=DEMO_PROJECT,
+                destination=LocalDestination(provider="local", path=str(root / DEFAULT_EXPORT_DIR)),
+                start_date=DEMO_START,
+                warehouse=DuckDBWarehouseConfig(type="duckdb", path=str(root / DEFAULT_WAREHOUSE_FILE)),
+            ),
+        ),
+    )
+
+
+def _format(error: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in error.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"  - {field}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"invalid configuration in {source}: not valid YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"invalid configuration in {source}: expected a mapping with 'clickhouse' and 'exports'")
+    try:
+        return XeroMLConfig.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format(e, source)) from None
+
+
+def load_config() -> XeroMLConfig:
+    path = os.environ.get(CONFIG_ENV)
+    if not path:
+        return default_config()
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{CONFIG_ENV}={path} does not name a readable file")
+    return parse_config(p.read_text(), str(p))

@@ -1,0 +1,53 @@
+"""The names an export's definitions share: asset keys, resource keys, pools and partitions."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from dagster import AssetKey, DailyPartitionsDefinition, HourlyPartitionsDefinition, TimeWindowPartitionsDefinition
+
+from xeroml_pipelines.config import ExportConfig
+
+T = TypeVar("T")
+
+# Limits how many export steps query ClickHouse at once, across runs (limit: dagster.yaml).
+CLICKHOUSE_POOL = "xeroml_clickhouse"
+# DuckDB takes one writer at a time; cloud warehouses take more, but loads are cheap next to exports.
+WAREHOUSE_POOL = "xeroml_warehouse"
+
+
+def export_asset_key(export: ExportConfig, table: str) -> AssetKey:
+    return AssetKey([export.name, table])
+
+
+def warehouse_asset_key(export: ExportConfig, table: str) -> AssetKey:
+    return AssetKey([export.name, "warehouse", table])
+
+
+def io_manager_key(export: ExportConfig) -> str:
+    return f"{export.name}_io_manager"
+
+
+def destination_key(export: ExportConfig) -> str:
+    return f"{export.name}_destination"
+
+
+def warehouse_key(export: ExportConfig) -> str:
+    return f"{export.name}_warehouse"
+
+
+def resource(resources: Any, key: str, kind: type[T]) -> T:
+    """An export's resource from a run's or a sensor's resources. Dagster passes resources to a
+    function by parameter name, and an export's keys are its own (one code location holds many
+    exports), so the definitions built per export read theirs by key, here, checked for type."""
+    value = getattr(resources, key)
+    if not isinstance(value, kind):
+        raise TypeError(f"resource {key!r} is a {type(value).__name__}, expected a {kind.__name__}")
+    return value
+
+
+def partitions_for(export: ExportConfig) -> TimeWindowPartitionsDefinition:
+    """UTC days or hours from the export's start date."""
+    if export.cadence == "hourly":
+        return HourlyPartitionsDefinition(start_date=f"{export.start_date:%Y-%m-%d}-00:00", timezone="UTC")
+    return DailyPartitionsDefinition(start_date=f"{export.start_date:%Y-%m-%d}", timezone="UTC")

@@ -1,0 +1,50 @@
+"""The code location built from a configuration: per export its assets, checks, job, schedule,
+sensors and resources (its destination, the IO manager over it, its warehouse)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import Definitions, in_process_executor, multiprocess_executor
+
+from xeroml_pipelines.config import ExportConfig, XeroMLConfig
+from xeroml_pipelines.defs.export.assets import build_export_assets
+from xeroml_pipelines.defs.export.checks import build_export_checks
+from xeroml_pipelines.defs.export.schedules import build_export_schedule, export_job
+from xeroml_pipelines.defs.export.sensors import build_late_data_sensor
+from xeroml_pipelines.defs.keys import destination_key, io_manager_key, warehouse_key
+from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
+from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor
+
+
+def _resources(export: ExportConfig) -> dict[str, Any]:
+    # One destination configuration serves the IO manager (nested in it) and, under its own key,
+    # the checks, sensors and loads. Dagster initializes each use on its own; clients are
+    # created on first use, so a step pays only for the one it uses.
+    destination = export.destination.resource()
+    resources: dict[str, Any] = {
+        destination_key(export): destination,
+        io_manager_key(export): export.destination.io_manager_class(destination=destination, compression=export.compression),
+    }
+    if export.warehouse:
+        resources[warehouse_key(export)] = export.warehouse.resource()
+    return resources
+
+
+def build_definitions(config: XeroMLConfig) -> Definitions:
+    clickhouse = config.clickhouse.resource()
+    jobs = {e.name: export_job(e) for e in config.exports}
+    return Definitions(
+        jobs=list(jobs.values()),
+        schedules=[build_export_schedule(e, jobs[e.name]) for e in config.exports],
+        assets=[a for e in config.exports for a in (*build_export_assets(e), *build_warehouse_assets(e))],
+        asset_checks=[c for e in config.exports for c in build_export_checks(e)],
+        sensors=[
+            *(build_load_sensor(e) for e in config.exports if e.warehouse),
+            *(build_late_data_sensor(e) for e in config.exports if e.recheck_days),
+        ],
+        resources={"clickhouse": clickhouse, **{k: v for e in config.exports for k, v in _resources(e).items()}},
+        # chDB locks its directory to one process: on the embedded engine every step of a run
+        # must share the run's process.
+        executor=in_process_executor if clickhouse.is_embedded else multiprocess_executor,
+    )

@@ -1,0 +1,107 @@
+"""What every destination offers: a staged upload that becomes visible whole at commit, small
+objects, delete, list, URIs, and one policy for removing a stale object.
+
+A destination is a Dagster resource: the export's IO manager writes through it, and the checks,
+sensors, `xeroml verify` and the warehouse loads read through it.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Protocol
+
+from dagster import ConfigurableResource, get_dagster_logger
+from pydantic import Field, field_validator
+
+from xeroml_pipelines.identifiers import validate_prefix
+
+MIB = 1024 * 1024
+
+_CONTENT_TYPES = {
+    ".json": "application/json",
+    ".jsonl": "application/x-ndjson",
+    ".gz": "application/gzip",
+    ".zst": "application/zstd",
+}
+
+
+def content_type(key: str) -> str:
+    return next((t for ext, t in _CONTENT_TYPES.items() if key.endswith(ext)), "application/octet-stream")
+
+
+class StagedUpload(Protocol):
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    def commit(self, size: int) -> None:
+        """Make the object visible at its key, whole, after checking it holds `size` bytes."""
+
+    def abort(self) -> None:
+        """Discard what was staged; nothing may remain visible or billed."""
+
+
+class Destination(ConfigurableResource):
+    """A folder or bucket the export writes to, under `prefix`."""
+
+    prefix: str = Field(default="", description="Key prefix under the destination root, e.g. 'xeroml-export'")
+
+    @field_validator("prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        return validate_prefix(value)
+
+    @property
+    def upload_buffer_bytes(self) -> int:
+        """What one open upload holds in memory before sending it on (0: writes go straight out)."""
+        return 0
+
+    @abstractmethod
+    def uri(self, key: str) -> str: ...
+
+    @abstractmethod
+    def open_upload(self, key: str) -> StagedUpload: ...
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """The object's bytes; `FileNotFoundError` if there is none (Dagster relies on it)."""
+
+    @abstractmethod
+    def write_small(self, key: str, data: bytes) -> None:
+        """Write a small object (a manifest) atomically."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove an object; a missing one is not an error; `PermissionError` if not allowed."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def download(self, key: str, dest: Path) -> None:
+        """Stream the object into the file `dest`; `FileNotFoundError` if there is none."""
+
+    @abstractmethod
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        """`(key, size)` of every object under `prefix`."""
+
+    def local_copy(self, key: str, directory: Path) -> Path:
+        """A local file holding the object: downloaded into `directory` unless already local."""
+        dest = directory / key.rsplit("/", 1)[-1]
+        self.download(key, dest)
+        return dest
+
+    def partition_lock(self, key: str) -> AbstractContextManager[object]:
+        """Serializes the commit of one partition between concurrent runs."""
+        return nullcontext()
+
+    def remove(self, key: str) -> None:
+        """Remove a stale object so that no loader reads its records twice. Deleting is an
+        optional permission: without it the object is replaced by an empty one (zero lines)."""
+        try:
+            self.delete(key)
+        except PermissionError:
+            if self.exists(key):
+                get_dagster_logger().warning(f"{self.uri(key)}: no permission to delete; replaced it with an empty object")
+                self.write_small(key, b"")

@@ -1,0 +1,240 @@
+"""AWS S3 (and S3-compatible stores): a streaming multipart upload through dagster-aws's S3Resource.
+
+Every call stays inside the spec's IAM policy (`s3:PutObject`, `s3:GetObject`, `s3:ListBucket`):
+no HeadBucket, no CreateBucket. Two calls are optional and degrade cleanly when denied:
+`s3:AbortMultipartUpload` (else incomplete uploads wait for a bucket lifecycle rule) and
+`s3:DeleteObject` (else `Destination.remove` replaces a stale object with an empty one).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from dagster import get_dagster_logger
+from pydantic import Field, PrivateAttr
+
+from xeroml_pipelines.destinations.base import MIB, Destination, content_type
+from xeroml_pipelines.destinations.errors import DestinationError, Service
+from xeroml_pipelines.destinations.s3_client import S3ClientResource
+
+# S3 allows 10,000 parts; with the 64 MiB default an object may reach 625 GiB.
+MAX_PARTS = 10_000
+PartSizeMiB = Annotated[int, Field(ge=5, le=5 * 1024, description="Multipart part size; 10,000 parts max per object")]
+
+S3 = Service(
+    "S3",
+    {
+        "NoSuchBucket": "the bucket does not exist",
+        "AccessDenied": "access denied (check the IAM policy)",
+        "AllAccessDisabled": "access to the bucket is disabled",
+        "InvalidAccessKeyId": "bad credentials: the access key id is unknown",
+        "SignatureDoesNotMatch": "bad credentials: the secret key does not match",
+        "ExpiredToken": "bad credentials: the session token expired",
+        "InvalidToken": "bad credentials: the session token is invalid",
+        "InvalidBucketName": "the bucket name is invalid",
+        "KMS.NotFoundException": "the KMS key does not exist",
+        "KMS.AccessDeniedException": "access denied to the KMS key",
+        "EntityTooLarge": "the object is larger than S3 accepts",
+        "InvalidPart": "a part was lost before completion",
+        "BadDigest": "a part's checksum did not match what was sent",
+        "InvalidDigest": "a part's checksum did not match what was sent",
+    },
+)
+
+
+def _b64md5(data: bytes) -> str:
+    return base64.b64encode(hashlib.md5(data).digest()).decode()
+
+
+def _code(e: Exception) -> str:
+    if isinstance(e, ClientError):
+        return str(e.response.get("Error", {}).get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+    return type(e).__name__
+
+
+class _MultipartUpload:
+    """Buffers one part, sends it, and completes only after the last part; a single PUT when
+    the whole object fits in one part."""
+
+    def __init__(self, bucket: S3Bucket, key: str) -> None:
+        self._bucket, self._key = bucket, key
+        self._part_size = bucket.part_size_mib * MIB
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._part_md5s: list[bytes] = []
+
+    def write(self, data: bytes | memoryview) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self._part_size:
+            self._send_part(bytes(self._buffer[: self._part_size]))
+            del self._buffer[: self._part_size]
+
+    def _send_part(self, body: bytes) -> None:
+        b = self._bucket
+        if len(self._parts) >= MAX_PARTS:
+            raise DestinationError(
+                f"{b.uri(self._key)}: more than {MAX_PARTS} parts of {b.part_size_mib} MiB; raise part_size_mib", permanent=True
+            )
+        with b.errors("UploadPart", self._key):
+            if self._upload_id is None:
+                self._upload_id = b.client.create_multipart_upload(
+                    Bucket=b.bucket, Key=self._key, ContentType=content_type(self._key), **b.encryption()
+                )["UploadId"]
+            number = len(self._parts) + 1
+            response = b.client.upload_part(
+                Bucket=b.bucket, Key=self._key, UploadId=self._upload_id, PartNumber=number, Body=body, ContentMD5=_b64md5(body)
+            )
+        md5 = hashlib.md5(body)
+        b.check_etag(response["ETag"], md5.hexdigest(), self._key)
+        self._parts.append({"PartNumber": number, "ETag": response["ETag"]})
+        self._part_md5s.append(md5.digest())
+
+    def commit(self, size: int) -> None:
+        b = self._bucket
+        if self._upload_id is None:
+            b.put(self._key, bytes(self._buffer))
+        else:
+            if self._buffer:
+                self._send_part(bytes(self._buffer))  # the last part may be smaller than 5 MiB
+            expected = hashlib.md5(b"".join(self._part_md5s)).hexdigest() + f"-{len(self._parts)}"
+            with b.errors("CompleteMultipartUpload", self._key):
+                response = b.client.complete_multipart_upload(
+                    Bucket=b.bucket, Key=self._key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+                )
+            self._upload_id = None
+            b.check_etag(response["ETag"], expected, self._key)
+        self._buffer.clear()
+        with b.errors("HeadObject", self._key):
+            stored = b.client.head_object(Bucket=b.bucket, Key=self._key)["ContentLength"]
+        if stored != size:
+            raise DestinationError(f"{b.uri(self._key)} holds {stored} bytes after upload, expected {size}", permanent=False)
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is None:
+            return
+        b = self._bucket
+        try:
+            b.client.abort_multipart_upload(Bucket=b.bucket, Key=self._key, UploadId=self._upload_id)
+        except (ClientError, BotoCoreError) as e:
+            # Nothing is visible either way: an incomplete upload never shows at the key.
+            get_dagster_logger().warning(
+                f"{b.uri(self._key)}: could not abort multipart upload ({_code(e)}); its parts stay billed until "
+                "an AbortIncompleteMultipartUpload lifecycle rule removes them (or grant s3:AbortMultipartUpload)"
+            )
+        self._upload_id = None
+
+
+class S3Bucket(Destination):
+    """An S3 bucket (or an S3-compatible store) through the client resource `s3`."""
+
+    s3: S3ClientResource
+    bucket: str
+    part_size_mib: PartSizeMiB
+    sse_kms_key_id: str | None = Field(default=None, description="Encrypt objects with this KMS key (SSE-KMS)")
+
+    _client: Any = PrivateAttr(default=None)
+
+    @property
+    def upload_buffer_bytes(self) -> int:
+        return self.part_size_mib * MIB
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = self.s3.get_client()
+        return self._client
+
+    def encryption(self) -> dict[str, str]:
+        return {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": self.sse_kms_key_id} if self.sse_kms_key_id else {}
+
+    def check_etag(self, etag: str, expected_md5: str, key: str) -> None:
+        # With SSE-KMS the ETag is not an MD5; the ContentMD5 sent with each request was checked
+        # by S3 itself.
+        if not self.sse_kms_key_id and etag.strip('"') != expected_md5:
+            raise DestinationError(f"{self.uri(key)}: stored ETag {etag} does not match the bytes sent", permanent=False)
+
+    def _translate(self, e: Exception, operation: str, key: str) -> DestinationError:
+        if isinstance(e, NoCredentialsError):
+            return S3.bad_credentials(
+                f"S3 bucket {self.bucket!r}",
+                "no AWS credentials found (set the access key env vars, a profile, or an instance role)",
+            )
+        where = f"S3 bucket {self.bucket!r} ({operation} {key})"
+        if isinstance(e, ClientError):
+            return S3.refused(where, _code(e), e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
+        return S3.unreachable(where, e)
+
+    @contextmanager
+    def errors(self, operation: str, key: str, missing_ok: bool = False) -> Iterator[None]:
+        """SDK errors as `DestinationError`s; with `missing_ok`, a missing object is
+        `FileNotFoundError` (Dagster relies on it)."""
+        try:
+            yield
+        except ClientError as e:
+            if missing_ok and _code(e) in ("NoSuchKey", "404"):
+                raise FileNotFoundError(self.uri(key)) from None
+            raise self._translate(e, operation, key) from None
+        except BotoCoreError as e:
+            raise self._translate(e, operation, key) from None
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{key}"
+
+    def open_upload(self, key: str) -> _MultipartUpload:
+        return _MultipartUpload(self, key)
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.errors("GetObject", key, missing_ok=True):
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+
+    def put(self, key: str, data: bytes) -> None:
+        with self.errors("PutObject", key):
+            response = self.client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=data,
+                ContentMD5=_b64md5(data),
+                ContentType=content_type(key),
+                **self.encryption(),
+            )
+        self.check_etag(response["ETag"], hashlib.md5(data).hexdigest(), key)
+
+    def write_small(self, key: str, data: bytes) -> None:
+        self.put(key, data)
+
+    def delete(self, key: str) -> None:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key)
+        except ClientError as e:
+            if _code(e) == "AccessDenied":
+                raise PermissionError(self.uri(key)) from None
+            raise self._translate(e, "DeleteObject", key) from None
+        except BotoCoreError as e:
+            raise self._translate(e, "DeleteObject", key) from None
+
+    def exists(self, key: str) -> bool:
+        try:
+            with self.errors("HeadObject", key, missing_ok=True):
+                self.client.head_object(Bucket=self.bucket, Key=key)
+            return True
+        except FileNotFoundError:
+            return False
+
+    def download(self, key: str, dest: Path) -> None:
+        with self.errors("GetObject", key, missing_ok=True):
+            self.client.download_file(self.bucket, key, str(dest))
+
+    def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
+        paginator = self.client.get_paginator("list_objects_v2")
+        with self.errors("ListObjectsV2", prefix):
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                for obj in page.get("Contents", []):
+                    yield obj["Key"], obj["Size"]

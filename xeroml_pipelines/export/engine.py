@@ -1,0 +1,55 @@
+"""The export of a stream's partitions to a destination: queries, threads, files, manifests."""
+
+from __future__ import annotations
+
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.cutting import cut_by_partition
+from xeroml_pipelines.export.layout import Layout
+from xeroml_pipelines.export.manifest import Manifest
+from xeroml_pipelines.export.pipeline import prefetched
+from xeroml_pipelines.export.stream import ExportStream
+from xeroml_pipelines.export.writer import PartitionWriter, QueryClock
+
+# Upload buffers (a part, chunk or block each) of the files a range query has open at once stay
+# within this; a partition's own file holds one buffer, however large the partition.
+UPLOAD_BUFFERS_BUDGET = 512 * 1024 * 1024
+
+
+def partitions_per_query(destination: Destination) -> int | None:
+    """How many partitions one query may feed at once (None: all of a range)."""
+    buffer = destination.upload_buffer_bytes
+    return max(1, UPLOAD_BUFFERS_BUDGET // buffer) if buffer else None
+
+
+def export(destination: Destination, layout: Layout, stream: ExportStream, run_id: str | None) -> list[Manifest]:
+    """One query per group of consecutive partitions (a whole range when the destination can
+    have that many files open), its rows streamed into one object per partition; a group's
+    objects are committed when its query ends. A failure aborts the group's uploads, leaving
+    earlier groups committed and this and later ones untouched."""
+    clock = QueryClock()
+    manifests: list[Manifest] = []
+    size = partitions_per_query(destination) or len(stream.windows)
+    for first in range(0, len(stream.windows), size):
+        group = stream.windows[first : first + size]
+        writers = {window.index: PartitionWriter(destination, layout, stream, window) for window in group}
+        try:
+            # three stages on their own threads: ClickHouse -> cutting into partitions -> compress and upload (here)
+            with (
+                stream.source.open(group) as batches,
+                prefetched(batches) as ahead,
+                prefetched(cut_by_partition(ahead)) as chunks,
+            ):
+                for chunk in chunks:
+                    writer = writers.get(chunk.window_index)
+                    if writer is None:
+                        raise RuntimeError(
+                            f"rows of window {chunk.window_index} arrived outside {group[0].partition}..{group[-1].partition} "
+                            f"for {stream.table}"
+                        )
+                    writer.add(chunk)
+            for writer in writers.values():  # in time order; partitions without rows get their manifest
+                manifests.append(writer.commit(clock, run_id))
+        finally:
+            for writer in writers.values():
+                writer.abort()
+    return manifests

@@ -1,0 +1,51 @@
+"""`verify`: a destination's objects listed against its manifests."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.layout import Layout
+from xeroml_pipelines.export.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    table: str
+    manifests: int
+    objects: int
+    problems: tuple[str, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(destination: Destination, layout: Layout, table: str, deep: bool = False) -> VerifyReport:
+    """Compare a table's manifests with the objects under its folder: every manifest's object
+    exists with its size (and, with `deep`, its sha256), and every data object has a manifest."""
+    objects = dict(destination.list_objects(layout.table_folder(table)))
+    manifest_keys = [k for k, _ in destination.list_objects(layout.manifests_folder(table)) if k.endswith(".json")]
+    problems: list[str] = []
+    referenced: set[str] = set()
+    for key in manifest_keys:
+        try:
+            m = Manifest.model_validate_json(destination.read_bytes(key))
+        except (ValueError, FileNotFoundError) as e:
+            problems.append(f"{destination.uri(key)}: unreadable manifest ({type(e).__name__})")
+            continue
+        if m.object_key is None:
+            continue
+        referenced.add(m.object_key)
+        if m.object_key not in objects:
+            problems.append(f"{destination.uri(m.object_key)}: missing, but manifest {key} lists it ({m.rows} rows)")
+        elif objects[m.object_key] != m.bytes:
+            problems.append(f"{destination.uri(m.object_key)}: {objects[m.object_key]} bytes, manifest says {m.bytes}")
+        elif deep and hashlib.sha256(destination.read_bytes(m.object_key)).hexdigest() != m.sha256:
+            problems.append(f"{destination.uri(m.object_key)}: sha256 differs from its manifest")
+    for key, size in sorted(objects.items()):
+        # zero-byte objects are stale files neutralized where deleting is not permitted
+        if key not in referenced and size > 0:
+            problems.append(f"{destination.uri(key)}: data object without a manifest (partial run or stale file)")
+    return VerifyReport(table, len(manifest_keys), len(objects), tuple(problems))

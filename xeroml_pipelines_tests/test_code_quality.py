@@ -1,0 +1,36 @@
+"""The habits the project holds itself to, enforced: lint, format, types, the layers contract and
+small modules. Each tool runs on the whole tree with the settings in pyproject.toml."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xeroml_pipelines_tests.emulators import REPO
+
+BIN = Path(sys.executable).parent
+MAX_MODULE_LINES = 300
+
+TOOLS = {
+    "ruff check": ["ruff", "check", "."],
+    "ruff format": ["ruff", "format", "--check", "."],
+    "mypy": ["mypy"],  # the package, as [tool.mypy] names it
+    "import contracts": ["lint-imports"],  # [tool.importlinter]: layers one way, no cycles
+}
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_tool_passes(tool: str) -> None:
+    program, *args = TOOLS[tool]
+    done = subprocess.run([str(BIN / program), *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{tool} failed:\n{done.stdout[-6000:]}\n{done.stderr[-2000:]}"
+
+
+def test_modules_are_small() -> None:
+    sizes = {p.relative_to(REPO).as_posix(): len(p.read_text().splitlines()) for p in (REPO / "xeroml_pipelines").rglob("*.py")}
+    assert sizes, "no modules found"
+    too_long = {path: n for path, n in sizes.items() if n > MAX_MODULE_LINES}
+    assert not too_long, f"modules over {MAX_MODULE_LINES} lines: {too_long}"
