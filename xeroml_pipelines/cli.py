@@ -107,7 +107,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from xeroml_pipelines.config import load_config
-    from xeroml_pipelines.export.layout import Layout
     from xeroml_pipelines.export.verify import verify
 
     config = load_config()
@@ -118,7 +117,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         # resolves EnvVar secrets and tears clients down, as Dagster does around a run
         with export.destination.resource().process_config_and_initialize_cm() as destination:
             for table in export.tables:
-                report = verify(destination, Layout(destination.prefix, export.compression), table, deep=args.deep)
+                report = verify(destination, export.object_layout(), table, deep=args.deep)
                 status = "ok" if report.ok else "PROBLEMS"
                 print(f"{export.name}/{table}: {report.manifests} manifests, {report.objects} objects: {status}")
                 for problem in report.problems:

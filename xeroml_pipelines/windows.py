@@ -60,6 +60,12 @@ class Window:
         day = self.start.strftime("%Y-%m-%d")
         return day if self.cadence == "daily" else f"{day}/{self.start:%H}"
 
+    @property
+    def hive_path(self) -> str:
+        """`date=2025-01-15` for a day, `date=2025-01-15/hour=13` for an hour (Hive-style folders)."""
+        day = f"date={self.start:%Y-%m-%d}"
+        return day if self.cadence == "daily" else f"{day}/hour={self.start:%H}"
+
     def as_dict(self) -> dict[str, str]:
         return {"start": _rfc3339(self.start), "end": _rfc3339(self.end)}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ConfigError, default_config, load_config, parse_config
+from xeroml_pipelines.windows import Window
 
 VALID = """
 clickhouse:
@@ -22,10 +24,16 @@ exports:
     cadence: hourly
     mode: snapshot
     compression: zstd
+    layout: hive
     tables: [traces, sessions]
     start_date: 2025-01-01
     lag_minutes: 30
 """
+
+
+def _hour(start: str) -> Window:
+    t = datetime.fromisoformat(start + ":00+00:00")
+    return Window(start, t, t + timedelta(hours=1))
 
 
 def test_valid_config_loads() -> None:
@@ -40,6 +48,9 @@ def test_valid_config_loads() -> None:
     )
     assert e.tables == ("traces", "sessions")
     assert e.destination.prefix == "xeroml-export"
+    assert e.layout == "hive" and e.object_layout().data_key("traces", _hour("2025-01-15T13")).endswith(
+        "xeroml-export/traces/date=2025-01-15/hour=13/data.jsonl.zst"
+    )
     assert cfg.clickhouse.password_env == "CLICKHOUSE_PASSWORD"
 
 
@@ -63,6 +74,7 @@ exports:
         ("cadence: hourly", "cadence: weekly", "exports.0.cadence", "daily"),
         ("mode: snapshot", "mode: full", "exports.0.mode", "incremental"),
         ("compression: zstd", "compression: lz4", "exports.0.compression", "gzip"),
+        ("layout: hive", "layout: cubist", "exports.0.layout", "'dated' or 'hive'"),
         ("tables: [traces, sessions]", "tables: [traces, spans]", "exports.0.tables.1", "observations"),
         ("tables: [traces, sessions]", "tables: []", "exports.0.tables", "at least one"),
         ("tables: [traces, sessions]", "tables: [traces, traces]", "exports.0.tables", "twice"),

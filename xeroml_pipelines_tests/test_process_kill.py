@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 DAY = "2025-01-13"
@@ -42,7 +43,8 @@ def _published(out: Path) -> dict[str, bytes]:
     }
 
 
-def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["dated", "hive"])
+def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical(tmp_path: Path, layout: str) -> None:
     out = tmp_path / "export"
     config = tmp_path / "xeroml.yaml"
     config.write_text(
@@ -56,6 +58,7 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
                         "start_date": DAY,
                         "destination": {"provider": "local", "path": str(out)},
                         "retries": 0,
+                        "layout": layout,
                     }
                 ],
             }
@@ -65,7 +68,8 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
     _finish(_xeroml(config, "seed", "--start", DAY, "--days", "1", "--traces-per-day", "20000"))
     _finish(_xeroml(config, "export", DAY))
     good = _published(out)
-    assert f"observations/{DAY}.jsonl" in good and len(good[f"observations/{DAY}.jsonl"]) > 20 << 20
+    observations = f"observations/{DAY}.jsonl" if layout == "dated" else f"observations/date={DAY}/data.jsonl"
+    assert observations in good and len(good[observations]) > 20 << 20
 
     proc = _xeroml(config, "export", DAY)
     staging = out / "_staging"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from urllib.parse import unquote
 
 import pytest
 
@@ -21,7 +22,10 @@ UPLOADS = {"s3": _MultipartUpload, "gcs": _ResumableUpload, "azure": _BlockUploa
 URI_SCHEME = {"local": "file://", "s3": "s3://", "gcs": "gs://", "azure": "http://127.0.0.1"}
 
 
-def data_key(table: str, rel: str, ext: str = ".jsonl") -> str:
+def data_key(table: str, rel: str, ext: str = ".jsonl", layout: str = "dated") -> str:
+    if layout == "hive":
+        day, _, hour = rel.partition("/")
+        return f"{PREFIX}/{table}/date={day}/" + (f"hour={hour}/" if hour else "") + f"data{ext}"
     return f"{PREFIX}/{table}/{rel}{ext}"
 
 
@@ -97,6 +101,32 @@ def test_compression_change_leaves_one_object(exporter: Exporter, provider: Prov
     assert [k for k in listed if k.startswith(f"{PREFIX}/traces/")] == [data_key("traces", "2025-01-15", ".jsonl.zst")]
 
 
+def test_hive_layout_keys_rerun_and_switch(exporter: Exporter, provider: Provider) -> None:
+    """Hive-style folders hold the same bytes as the dated layout; switching layouts leaves one
+    object per partition; manifests stay outside the table folders."""
+    _seed(exporter)
+    insert(exporter.ch, "traces", [trace("h1", "2025-01-16 13:30")])
+    exporter.run("2025-01-15", tables=("traces",), destination=provider.destination())
+    dated = provider.get(data_key("traces", "2025-01-15"))
+
+    exporter.run("2025-01-15", tables=("traces",), destination=provider.destination(), layout="hive")
+    hive_key = data_key("traces", "2025-01-15", layout="hive")
+    assert hive_key == f"{PREFIX}/traces/date=2025-01-15/data.jsonl"
+    assert provider.keys() == [manifest_key("traces", "2025-01-15"), hive_key]  # the dated object is gone
+    assert provider.get(hive_key) == dated
+    manifest = json.loads(provider.get(manifest_key("traces", "2025-01-15")))
+    assert manifest["object_key"] == hive_key and unquote(manifest["uri"]).endswith(hive_key)  # file: URIs escape "="
+
+    exporter.run("2025-01-15", tables=("traces",), destination=provider.destination(), layout="hive")
+    assert provider.get(hive_key) == dated  # a rerun is byte-identical
+
+    hourly = provider.destination(prefix=f"{PREFIX}-hourly")
+    exporter.run("2025-01-16-13:00", tables=("traces",), destination=hourly, layout="hive", cadence="hourly")
+    key = f"{PREFIX}-hourly/traces/date=2025-01-16/hour=13/data.jsonl"
+    assert [json.loads(line)["id"] for line in provider.get(key).splitlines()] == ["h1"]
+    assert provider.get(f"{PREFIX}-hourly/_manifests/traces/2025-01-16/13.json") is not None
+
+
 def _small_parts(name: str) -> dict:
     return {"s3": {"part_size_mib": 5}, "gcs": {"chunk_size_mib": 1}, "azure": {"block_size_mib": 1}, "local": {}}[name]
 
@@ -143,8 +173,11 @@ def _route_through(provider: Provider, proxy: TcpProxy, monkeypatch: pytest.Monk
     return {}
 
 
+@pytest.mark.parametrize("layout", ["dated", "hive"])
 @pytest.mark.parametrize("name", ["s3", "gcs", "azure"])
-def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(exporter, request, tmp_path, monkeypatch, name: str) -> None:
+def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(
+    exporter, request, tmp_path, monkeypatch, name: str, layout: str
+) -> None:
     from xeroml_pipelines_tests.support import make_provider
 
     if name == "gcs":
@@ -162,8 +195,10 @@ def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(exporter, re
     try:
         dest = provider.destination(**_small_parts(name), **_route_through(provider, proxy, monkeypatch))
         _seed(exporter, n=20)
-        exporter.run("2025-01-15", tables=("traces",), destination=dest)
-        good = provider.get(data_key("traces", "2025-01-15"))
+        key = data_key("traces", "2025-01-15", layout=layout)
+        exporter.run("2025-01-15", tables=("traces",), destination=dest, layout=layout)
+        good = provider.get(key)
+        assert good is not None
         good_manifest = provider.get(manifest_key("traces", "2025-01-15"))
 
         insert(exporter.ch, "traces", [trace(f"big{i:05d}", "2025-01-15 11:00", input="y" * 5000) for i in range(2600)])
@@ -179,15 +214,15 @@ def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(exporter, re
 
         monkeypatch.setattr(upload_class, "write", write_then_cut)
         with pytest.raises(Exception, match="cannot reach|unavailable"):
-            exporter.run("2025-01-15", tables=("traces",), destination=dest)
+            exporter.run("2025-01-15", tables=("traces",), destination=dest, layout=layout)
         proxy.restore()
         # read directly from the emulator: the previous object and manifest are untouched
-        assert provider.get(data_key("traces", "2025-01-15")) == good
+        assert provider.get(key) == good
         assert provider.get(manifest_key("traces", "2025-01-15")) == good_manifest
 
         monkeypatch.setattr(upload_class, "write", real_write)
-        exporter.run("2025-01-15", tables=("traces",), destination=dest)
-        assert len(provider.get(data_key("traces", "2025-01-15")).splitlines()) == 2620
+        exporter.run("2025-01-15", tables=("traces",), destination=dest, layout=layout)
+        assert len(provider.get(key).splitlines()) == 2620
     finally:
         proxy.close()
 

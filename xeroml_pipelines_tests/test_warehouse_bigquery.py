@@ -21,7 +21,8 @@ def bq(request, monkeypatch):
     return server, resource
 
 
-def test_bigquery_load_from_the_gcs_export(exporter: Exporter, bq, request, tmp_path, monkeypatch) -> None:
+@pytest.mark.parametrize("layout", ["dated", "hive"])
+def test_bigquery_load_from_the_gcs_export(exporter: Exporter, bq, request, tmp_path, monkeypatch, layout: str) -> None:
     server, resource = bq
     gcs = make_provider("gcs", request, tmp_path)
     for k, v in gcs.env.items():
@@ -40,7 +41,9 @@ def test_bigquery_load_from_the_gcs_export(exporter: Exporter, bq, request, tmp_
     with resource.get_client() as client:
         client.create_dataset("xeroml_e2e", exists_ok=True)
     warehouse = {"type": "bigquery", "project": "xeroml-test", "dataset": "xeroml_e2e", "api_endpoint": server.url}
-    defs = build_definitions(exporter.config(tables=("traces",), destination=gcs.destination(), warehouse=warehouse))
+    defs = build_definitions(
+        exporter.config(tables=("traces",), destination=gcs.destination(), warehouse=warehouse, layout=layout)
+    )
     assets = [defs.get_assets_def(AssetKey(["exp", "traces"])), defs.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))]
     for day in ("2025-01-15", "2025-01-16", "2025-01-15"):
         assert materialize(assets, partition_key=day, resources=defs.resources).success

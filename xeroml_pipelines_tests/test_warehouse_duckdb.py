@@ -13,6 +13,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.destinations.local import LocalFolder
 from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
+from xeroml_pipelines_tests.emulators import REPO
 from xeroml_pipelines_tests.factories import insert, observation, trace
 from xeroml_pipelines_tests.support import Exporter
 
@@ -191,3 +192,27 @@ def test_range_run_loads_every_partition_in_order(exporter: Exporter, tmp_path: 
     assert loaded == {"2025-01-15": 0, "2025-01-16": 1, "2025-01-17": 1}  # a moved to the 16th, b (deleted) to the 17th
     with duckdb.connect(str(wh_path)) as con:
         assert con.execute("SELECT id, name FROM xeroml_traces").fetchall() == [("a", "a2")]
+
+
+def test_hive_layout_loads_and_reads_by_path(exporter: Exporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load asset reads hive-style keys, and README's DuckDB query over the folders works verbatim."""
+    insert(
+        exporter.ch,
+        "traces",
+        [trace("a", "2025-01-15 10:00", name="a1"), trace("b", "2025-01-15 11:00"), trace("a", "2025-01-16 09:00", name="a2")],
+    )
+    wh_path = tmp_path / "w.duckdb"
+    config = exporter.config(tables=("traces",), layout="hive", warehouse={"type": "duckdb", "path": str(wh_path)})
+    defs = build_definitions(config)
+    assets = [defs.get_assets_def(AssetKey(["exp", "traces"])), defs.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))]
+    for day in ("2025-01-15", "2025-01-16"):
+        assert materialize(assets, partition_key=day, resources=defs.resources).success
+    assert (exporter.out / "traces" / "date=2025-01-15" / "data.jsonl").is_file()
+    with duckdb.connect(str(wh_path)) as con:
+        assert con.execute("SELECT id, name FROM xeroml_traces ORDER BY id").fetchall() == [("a", "a2"), ("b", "chat")]
+
+    readme = (REPO / "README.md").read_text()
+    query = readme.split("```sql\n-- DuckDB, hive layout\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(exporter.out.parent)  # README runs it where `xeroml demo` writes ./xeroml-export
+    rows = duckdb.connect().execute(query.replace("xeroml-export/", f"{exporter.out.name}/")).fetchall()
+    assert [(str(d), n) for d, n in rows] == [("2025-01-15", 1), ("2025-01-16", 1)]  # a moved to the 16th

@@ -11,6 +11,7 @@ from xeroml_pipelines.config.base import Strict
 from xeroml_pipelines.config.destinations import Destination, env
 from xeroml_pipelines.config.warehouses import WarehouseConfig
 from xeroml_pipelines.export.compression import Compression
+from xeroml_pipelines.export.layout import Layout, LayoutStyle
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
 from xeroml_pipelines.tables import ALL_TABLES, TableName
 from xeroml_pipelines.windows import Cadence, Mode
@@ -33,6 +34,9 @@ class ExportConfig(Strict):
     cadence: Cadence = "daily"
     mode: Mode = "incremental"
     compression: Compression = "none"
+    layout: LayoutStyle = Field(
+        default="dated", description="dated: {table}/2025-01-15.jsonl; hive: {table}/date=2025-01-15/data.jsonl"
+    )
     tables: tuple[TableName, ...] = ALL_TABLES
     start_date: date
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
@@ -49,6 +53,10 @@ class ExportConfig(Strict):
         description="Backfills: partitions exported by one run (one ClickHouse scan per table for the range)",
     )
     warehouse: WarehouseConfig | None = Field(default=None, description="Where a sensor loads each exported partition")
+
+    def object_layout(self) -> Layout:
+        """Where this export's objects live under its destination."""
+        return Layout(self.destination.prefix, self.compression, self.layout)
 
     @field_validator("name")
     @classmethod

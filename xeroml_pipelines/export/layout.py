@@ -1,20 +1,31 @@
-"""Where an export's objects live under its destination's prefix (README, "Files")."""
+"""Where an export's objects live under its destination's prefix (README, "Files").
+
+`dated` (the default): `{table}/2025-01-15.jsonl`, hours as `{table}/2025-01-15/13.jsonl`.
+`hive`: `{table}/date=2025-01-15/data.jsonl`, hours as `{table}/date=2025-01-15/hour=13/data.jsonl`,
+so Athena, Spark, DuckDB and BigQuery read the partition columns from the path.
+Manifests are `_manifests/{table}/2025-01-15.json` in both: outside the table folders.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression
 from xeroml_pipelines.windows import Window
 
 # Outside `{table}/`: a `{table}/*.jsonl` glob or a COPY of the folder never sees a manifest.
 MANIFESTS_DIR = "_manifests"
+HIVE_FILE = "data"
+
+LayoutStyle = Literal["dated", "hive"]
 
 
 @dataclass(frozen=True)
 class Layout:
     prefix: str
     compression: Compression = "none"
+    style: LayoutStyle = "dated"
 
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -26,7 +37,10 @@ class Layout:
         return self.key(MANIFESTS_DIR, table) + "/"
 
     def data_key(self, table: str, window: Window) -> str:
-        return self.key(table, window.relative_path + EXTENSIONS[self.compression])
+        extension = EXTENSIONS[self.compression]
+        if self.style == "hive":
+            return self.key(table, window.hive_path, HIVE_FILE + extension)
+        return self.key(table, window.relative_path + extension)
 
     def manifest_key(self, table: str, window: Window) -> str:
         return self.key(MANIFESTS_DIR, table, window.relative_path + ".json")

@@ -53,8 +53,10 @@ class DuckDBWarehouse(Warehouse):
                 columns = {name: schemas.column_type(annotation, "duckdb") for name, annotation, _ in schemas.columns(table)}
                 con.execute("BEGIN TRANSACTION")
                 try:
-                    # The file's own schema is the contract: explicit column types, nothing inferred.
-                    read = f"read_json(?, format = 'newline_delimited', columns = {columns!r})"
+                    # The file's own schema is the contract: explicit column types, nothing inferred,
+                    # and no `date` column taken from a hive-layout path (`date=.../data.jsonl`).
+                    options = f"format = 'newline_delimited', columns = {columns!r}, hive_partitioning = false"
+                    read = f"read_json(?, {options})"
                     con.execute(f"CREATE TEMP TABLE staging AS SELECT * FROM {read}", [str(local)])
                     rows = _count(con, "SELECT count(*) FROM staging")
                     for statement in merge_sql(table, target, "staging").statements():

@@ -17,7 +17,6 @@ from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partitions_for, resource
 from xeroml_pipelines.destinations.base import Destination
-from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
 from xeroml_pipelines.export.verify import verify
@@ -35,7 +34,7 @@ def _build_files_check(export: ExportConfig, table: str) -> AssetChecksDefinitio
     )
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         destination = resource(context.resources, key, Destination)
-        report = verify(destination, Layout(destination.prefix, export.compression), table)
+        report = verify(destination, export.object_layout(), table)
         return AssetCheckResult(
             passed=report.ok,
             severity=AssetCheckSeverity.ERROR,
@@ -65,7 +64,7 @@ def _build_recount_check(export: ExportConfig, table: str) -> AssetChecksDefinit
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         destination = resource(context.resources, key, Destination)
         clickhouse = resource(context.resources, "clickhouse", ClickHouseResource)
-        layout = Layout(destination.prefix, export.compression)
+        layout = export.object_layout()
         windows = windows_for(partitions_def, context.partition_keys)
         drifted, missing = [], []
         for counted, window in zip(recount(clickhouse, export.project_id, table, export.mode, windows), windows, strict=True):

@@ -16,7 +16,6 @@ from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partitions_for, resource
 from xeroml_pipelines.destinations.base import Destination
-from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
 from xeroml_pipelines.windows import Window, windows_for
@@ -48,7 +47,7 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
         if not windows:
             return SkipReason("no partition inside the recheck horizon")
         destination = resource(context.resources, key, Destination)
-        layout = Layout(destination.prefix, export.compression)
+        layout = export.object_layout()
         # On the embedded engine a run may hold ClickHouse: try again next tick rather than wait.
         clickhouse = resource(context.resources, "clickhouse", ClickHouseResource).model_copy(update={"embedded_wait_s": 5})
         drifted: dict[str, list[str]] = {}
