@@ -63,7 +63,8 @@ def _clickhouse(db: str):
 def _native(db: str, out: Path, same_selection: bool) -> dict:
     import chdb
 
-    from xeroml_pipelines.clickhouse.queries import JSON_SETTINGS, export_sort_key, latest_in_window_filter
+    from xeroml_pipelines.clickhouse.lines import JSON_SETTINGS
+    from xeroml_pipelines.clickhouse.selection import export_sort_key, latest_in_window_filter
     from xeroml_pipelines.tables import SOURCES
     from xeroml_pipelines.windows import Span
 

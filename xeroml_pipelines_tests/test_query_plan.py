@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from xeroml_pipelines.clickhouse.queries import latest_in_window_filter
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.clickhouse.selection import latest_in_window_filter
 from xeroml_pipelines.tables import SOURCES
 
 

@@ -1,0 +1,58 @@
+"""Which version of which record belongs to a window (README, "Export semantics").
+
+A record is its `(project_id, id)`; its latest version is the one with the greatest `event_ts`
+(at equal `event_ts` a delete wins).
+- incremental: a window holds every record whose latest version has `event_ts` in the window.
+- snapshot: a window holds every record whose latest version has its event time in the window.
+`FINAL` is not used: on a ReplacingMergeTree with `is_deleted` it drops deleted records, which
+must be exported as tombstones, and it de-duplicates by the sort key, which contains the date,
+not by `id`. All values travel as server-side query parameters (`{name:Type}`); only the
+database name, a validated identifier, is spliced into the text.
+"""
+
+from __future__ import annotations
+
+from xeroml_pipelines.tables import SourceTable
+from xeroml_pipelines.windows import Mode
+
+PROJECT = "{project_id:String}"
+WINDOW_START = "{window_start:DateTime64(3, 'UTC')}"
+WINDOW_END = "{window_end:DateTime64(3, 'UTC')}"
+WINDOW_MS = "{window_ms:UInt64}"
+
+
+def qualified(database: str, name: str) -> str:
+    return f"`{database}`.`{name}`"
+
+
+def in_window(column: str) -> str:
+    return f"`{column}` >= {WINDOW_START} AND `{column}` < {WINDOW_END}"
+
+
+def window_column(table: SourceTable, mode: Mode) -> str:
+    return "event_ts" if mode == "incremental" else table.event_time
+
+
+def window_index(column: str) -> str:
+    """The partition a row belongs to: whole windows (days or hours) since the epoch, in UTC."""
+    return f"intDiv(toUnixTimestamp64Milli(`{column}`), {WINDOW_MS})"
+
+
+def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> str:
+    """WHERE clause selecting the latest version rows of the records that belong to the window."""
+    t = qualified(database, table.name)
+    if mode == "incremental":
+        # A version older than the window cannot be the latest of a record that has one in the
+        # window, so only versions from the window start on are looked at.
+        latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND event_ts >= {WINDOW_START} GROUP BY id"
+    else:
+        candidates = f"SELECT id FROM {t} WHERE project_id = {PROJECT} AND {in_window(table.event_time)}"
+        latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND id IN ({candidates}) GROUP BY id"
+    return f"project_id = {PROJECT} AND {in_window(window_column(table, mode))} AND (id, event_ts) IN ({latest})"
+
+
+def export_sort_key(table: SourceTable) -> tuple[str, ...]:
+    """The order of a file's lines: the table's sort key without project_id (fixed by the
+    export), then `is_deleted`, descending, so at equal key a tombstone sorts first and
+    LIMIT 1 BY keeps it."""
+    return (*table.order_by[1:], "is_deleted")
