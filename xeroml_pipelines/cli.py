@@ -132,11 +132,23 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     from xeroml_pipelines import schemas
 
     tables = args.table or list(schemas.MODELS)
+    exclude: dict[str, frozenset[str]] = {}
+    if args.export:  # that export's field selection
+        from xeroml_pipelines.config import load_config
+
+        exports = {e.name: e for e in load_config().exports}
+        if args.export not in exports:
+            print(f"no export named {args.export!r}; the configuration has: {', '.join(exports)}", file=sys.stderr)
+            return 2
+        export = exports[args.export]
+        tables = args.table or list(export.tables)
+        exclude = {t: export.excluded(t) for t in tables}
+    selected = {t: exclude.get(t, schemas.NO_EXCLUSIONS) for t in tables}
     if args.format in ("jsonschema", "bigquery"):
-        rendered = {t: json.loads(schemas.render(t, args.format)) for t in tables}
+        rendered = {t: json.loads(schemas.render(t, args.format, selected[t])) for t in tables}
         print(json.dumps(rendered if len(tables) > 1 else rendered[tables[0]], indent=2))
     else:
-        print("\n\n".join(schemas.render(t, args.format) for t in tables))
+        print("\n\n".join(schemas.render(t, args.format, selected[t]) for t in tables))
     return 0
 
 
@@ -178,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("schemas", help="print the exported files' schemas (from the pydantic models)")
     p.add_argument("--format", choices=["jsonschema", "bigquery", "snowflake", "redshift", "duckdb"], default="jsonschema")
     p.add_argument("--table", action="append", choices=["traces", "observations", "scores", "sessions"])
+    p.add_argument("--export", help="follow this configured export's field selection (exclude:)")
     p.set_defaults(fn=cmd_schemas)
 
     p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")

@@ -166,21 +166,27 @@ def column_type(annotation: object, dialect: Dialect) -> str:
     return _SCALARS[base][dialect]  # type: ignore[index]
 
 
-def columns(table: str) -> list[tuple[str, object, bool]]:
-    """(name, annotation, nullable) in file order."""
-    return [(name, f.annotation, _unwrap(f.annotation)[1]) for name, f in MODELS[table].model_fields.items()]
+NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 
-def json_schema(table: str) -> dict:
+def columns(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list[tuple[str, object, bool]]:
+    """(name, annotation, nullable) in file order; `exclude`: the fields a selection leaves out."""
+    fields = MODELS[table].model_fields.items()
+    return [(name, f.annotation, _unwrap(f.annotation)[1]) for name, f in fields if name not in exclude]
+
+
+def json_schema(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> dict:
     schema = MODELS[table].model_json_schema()
     schema["$id"] = f"https://xeroml.dev/schemas/export/{table}.json"
+    schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in exclude}
+    schema["required"] = [k for k in schema.get("required", []) if k not in exclude]
     return schema
 
 
-def bigquery_schema(table: str) -> list[dict]:
+def bigquery_schema(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list[dict]:
     """The `schema` of a NEWLINE_DELIMITED_JSON load (also `bq load --schema=file.json`)."""
     out = []
-    for name, annotation, nullable in columns(table):
+    for name, annotation, nullable in columns(table, exclude):
         base, _, _ = _unwrap(annotation)
         if typing.get_origin(base) is list:
             out.append({"name": name, "type": "STRING", "mode": "REPEATED"})
@@ -191,11 +197,11 @@ def bigquery_schema(table: str) -> list[dict]:
     return out
 
 
-def ddl(table: str, dialect: Dialect, name: str | None = None) -> str:
+def ddl(table: str, dialect: Dialect, name: str | None = None, exclude: frozenset[str] = NO_EXCLUSIONS) -> str:
     target = name or f"xeroml_{table}"
     # BigQuery arrays cannot be NOT NULL nor NULL: a missing array is an empty one.
     cols = []
-    for col, annotation, nullable in columns(table):
+    for col, annotation, nullable in columns(table, exclude):
         type_ = column_type(annotation, dialect)
         not_null = "" if nullable or type_.startswith("ARRAY<") else " NOT NULL"
         cols.append(f"    {_quote(col, dialect)} {type_}{not_null}")
@@ -206,9 +212,9 @@ def _quote(column: str, dialect: Dialect) -> str:
     return f"`{column}`" if dialect == "bigquery" else f'"{column}"'
 
 
-def render(table: str, fmt: str) -> str:
+def render(table: str, fmt: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> str:
     if fmt == "jsonschema":
-        return json.dumps(json_schema(table), indent=2)
+        return json.dumps(json_schema(table, exclude), indent=2)
     if fmt == "bigquery":
-        return json.dumps(bigquery_schema(table), indent=2)
-    return ddl(table, fmt) + ";"  # type: ignore[arg-type]
+        return json.dumps(bigquery_schema(table, exclude), indent=2)
+    return ddl(table, fmt, exclude=exclude) + ";"  # type: ignore[arg-type]

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from xeroml_pipelines.windows import Mode
+
 TableName = Literal["traces", "observations", "scores", "sessions"]
 ALL_TABLES: tuple[TableName, ...] = ("traces", "observations", "scores", "sessions")
 
@@ -188,3 +190,19 @@ SESSION_TOMBSTONE_COLUMNS: tuple[str, ...] = ("id", "project_id", "event_ts", "i
 def create_schema_sql(database: str) -> list[str]:
     """The statements that create XeroML's schema in `database` (idempotent)."""
     return [f"CREATE DATABASE IF NOT EXISTS `{database}`", *(t.ddl(database) for t in SOURCES.values())]
+
+
+def exported_columns(table: str) -> tuple[str, ...]:
+    """The columns of a table's lines, in file order."""
+    if table == "sessions":
+        return tuple(name for name, _ in SESSION_COLUMNS)
+    return tuple(c.name for c in SOURCES[table].columns)
+
+
+def required_columns(table: str, mode: Mode) -> tuple[str, ...]:
+    """What every line keeps, whatever a field selection excludes: the record's identity, its
+    version, the delete flag, and the column its window is on."""
+    required: tuple[str, ...] = ("id", "project_id", "event_ts", "is_deleted")
+    if mode == "snapshot" and table != "sessions":
+        required += (SOURCES[table].event_time,)
+    return required

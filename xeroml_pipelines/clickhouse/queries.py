@@ -10,16 +10,17 @@ from xeroml_pipelines.tables import SOURCES
 from xeroml_pipelines.windows import Mode
 
 
-def records_query(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
+def records_query(table_name: str, database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset()) -> str:
     """The lines of one window, in the file's line order.
 
     Each row is `_window_index` (its partition), `_row_hash` (for the partition's fingerprint),
     `_tombstone`, `_invalid_utf8` and `_line`, the record's JSON line as ClickHouse writes it.
     The lines are formatted below the ORDER BY, on every reading thread, before the merge into
     one ordered stream; reading follows the table's sort key, so the ORDER BY is a merge, not a sort.
+    Columns in `exclude` are neither read into the line nor counted.
     """
     table = SOURCES[table_name]
-    columns = [(c.name, c.type) for c in table.columns]
+    columns = [(c.name, c.type) for c in table.columns if c.name not in exclude]
     keys = export_sort_key(table)
     key_names = [f"_k{i}" for i in range(len(keys))]
     order = [*key_names[:-1], f"{key_names[-1]} DESC"]
@@ -44,10 +45,10 @@ LIMIT 1 BY _k{keys.index("id")}
 {settings(block_rows)}"""
 
 
-def query_for(table_name: str, database: str, mode: Mode, block_rows: int) -> str:
+def query_for(table_name: str, database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset()) -> str:
     if table_name == "sessions":
-        return sessions_query(database, mode, block_rows)
-    return records_query(table_name, database, mode, block_rows)
+        return sessions_query(database, mode, block_rows, exclude)
+    return records_query(table_name, database, mode, block_rows, exclude)
 
 
 def fingerprint_query(table_name: str, database: str, mode: Mode) -> str:

@@ -8,7 +8,7 @@ from xeroml_pipelines.tables import SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS, 
 from xeroml_pipelines.windows import Mode
 
 
-def sessions_query(database: str, mode: Mode, block_rows: int) -> str:
+def sessions_query(database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset()) -> str:
     """One row per session with a trace in the traces window, aggregated over all its live traces.
 
     A trace counts for the session its *latest* version names, so a trace moved between sessions
@@ -16,6 +16,7 @@ def sessions_query(database: str, mode: Mode, block_rows: int) -> str:
     version of each observation of the session's live traces.
     """
     traces = SOURCES["traces"]
+    columns = [(name, type_) for name, type_ in SESSION_COLUMNS if name not in exclude]
     t = qualified(database, "traces")
     o = qualified(database, "observations")
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
@@ -89,11 +90,11 @@ session_rows AS (
     FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
 ),
 cleaned_rows AS (
-    SELECT _window_index, _row_hash, is_deleted AS _tombstone, {invalid_utf8_count(SESSION_COLUMNS)} AS _invalid_utf8,
-        {cleaned(SESSION_COLUMNS)}
+    SELECT _window_index, _row_hash, is_deleted AS _tombstone, {invalid_utf8_count(columns)} AS _invalid_utf8,
+        {cleaned(columns)}
     FROM session_rows
 )
-SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {json_line(SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS)} AS _line
+SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {json_line(columns, SESSION_TOMBSTONE_COLUMNS)} AS _line
 FROM cleaned_rows
 ORDER BY _window_index, id
 {settings(block_rows)}, join_use_nulls = 0"""

@@ -49,5 +49,9 @@ class TableQuery:
             raise read_failure(what, e, rows) from e
 
 
-def export_query(clickhouse: ClickHouseResource, table: str, mode: Mode, project_id: str) -> TableQuery:
-    return TableQuery(clickhouse, table, project_id, query_for(table, clickhouse.database, mode, clickhouse.batch_rows))
+def export_query(
+    clickhouse: ClickHouseResource, table: str, mode: Mode, project_id: str, exclude: frozenset[str] = frozenset()
+) -> TableQuery:
+    """The query of a table's lines; `exclude` names columns left out of them."""
+    sql = query_for(table, clickhouse.database, mode, clickhouse.batch_rows, exclude)
+    return TableQuery(clickhouse, table, project_id, sql)

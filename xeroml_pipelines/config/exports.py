@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config.base import Strict
@@ -13,7 +13,7 @@ from xeroml_pipelines.config.warehouses import WarehouseConfig
 from xeroml_pipelines.export.compression import Compression
 from xeroml_pipelines.export.layout import Layout, LayoutStyle
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
-from xeroml_pipelines.tables import ALL_TABLES, TableName
+from xeroml_pipelines.tables import ALL_TABLES, TableName, exported_columns, required_columns
 from xeroml_pipelines.windows import Cadence, Mode
 
 
@@ -38,6 +38,9 @@ class ExportConfig(Strict):
         default="dated", description="dated: {table}/2025-01-15.jsonl; hive: {table}/date=2025-01-15/data.jsonl"
     )
     tables: tuple[TableName, ...] = ALL_TABLES
+    exclude: dict[TableName, tuple[str, ...]] = Field(
+        default_factory=dict, description="Per table, columns left out of its files, e.g. {traces: [input, output, metadata]}"
+    )
     start_date: date
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
     retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
@@ -76,6 +79,28 @@ class ExportConfig(Strict):
         if len(set(v)) != len(v):
             raise ValueError(f"tables are listed twice: {sorted(t for t in set(v) if v.count(t) > 1)}")
         return v
+
+    @field_validator("exclude")
+    @classmethod
+    def _exclude(cls, v: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
+        mode = info.data.get("mode", "incremental")
+        for table, names in v.items():
+            if table not in info.data.get("tables", ALL_TABLES):
+                raise ValueError(f"{table}: the export does not export this table")
+            known = exported_columns(table)
+            for name in names:
+                if name not in known:
+                    raise ValueError(f"{table}: no column {name!r} (columns: {', '.join(known)})")
+                if name in required_columns(table, mode):
+                    raise ValueError(
+                        f"{table}: {name!r} can never be excluded (every line keeps {', '.join(required_columns(table, mode))})"
+                    )
+            if len(set(names)) != len(names):
+                raise ValueError(f"{table}: a column is listed twice")
+        return v
+
+    def excluded(self, table: str) -> frozenset[str]:
+        return frozenset(name for t, names in self.exclude.items() if t == table for name in names)
 
     @model_validator(mode="after")
     def _warehouse_reads_the_destination(self) -> ExportConfig:

@@ -33,6 +33,10 @@ class Manifest(BaseModel):
     query_seconds: float
     exported_at: str
     run_id: str | None = None
+    # The fields of the file's lines: a changed field selection is a new schema version.
+    # (Manifests written before field selection existed have neither.)
+    schema_version: str | None = None
+    excluded: list[str] = []
 
 
 def read_manifest(destination: Destination, key: str) -> Manifest | None:

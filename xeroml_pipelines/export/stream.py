@@ -7,6 +7,7 @@ memory.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from xeroml_pipelines.tables import exported_columns
 from xeroml_pipelines.windows import Mode, Window
 
 
@@ -36,3 +38,14 @@ class ExportStream:
     mode: Mode
     windows: tuple[Window, ...]  # in time order
     source: BatchSource
+    exclude: frozenset[str] = frozenset()  # columns the source leaves out of the lines
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The fields of each line, in order."""
+        return tuple(c for c in exported_columns(self.table) if c not in self.exclude)
+
+    @property
+    def schema_version(self) -> str:
+        """Changes whenever the fields of a line do (a field selection, a column XeroML adds)."""
+        return hashlib.sha256(",".join(self.columns).encode()).hexdigest()[:16]

@@ -120,4 +120,6 @@ class PartitionWriter:
             query_seconds=clock.seconds,
             exported_at=_utc(datetime.now(UTC)),
             run_id=run_id,
+            schema_version=self.stream.schema_version,
+            excluded=sorted(self.stream.exclude),
         )

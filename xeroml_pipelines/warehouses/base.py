@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from dagster import ConfigurableResource
 
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.schemas import NO_EXCLUSIONS
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,10 @@ class LoadResult:
 
 class Warehouse(ConfigurableResource):
     @abstractmethod
-    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
+    def load(
+        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+    ) -> LoadResult:
         """Merge one partition's object (None: the partition had no rows) from the export's
         destination `source`, which each warehouse addresses its own way: a local copy, a stage
-        path, a gs:// or s3:// URI."""
+        path, a gs:// or s3:// URI. `exclude`: the columns the export's field selection leaves
+        out; the table is created with the others."""

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
@@ -47,16 +48,20 @@ class BigQueryWarehouse(Warehouse):
     dataset: str
     table_prefix: str = "xeroml_"
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
+    def load(
+        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+    ) -> LoadResult:
         target = f"{self.dataset}.{self.table_prefix}{table}"  # validated identifiers: no quoting needed
         with self.bigquery.get_client() as client:
-            client.query(schemas.ddl(table, "bigquery", target)).result()
+            client.query(schemas.ddl(table, "bigquery", target, exclude)).result()
             merge = merge_sql(table, target, "staging", quote="`")
             client.query(merge.tombstones_ddl("STRING", "TIMESTAMP")).result()
             rows = 0
             if object_key is not None:
                 staging_id = f"{client.project}.{self.dataset}.{self.table_prefix}{table}__staging_{uuid.uuid4().hex[:8]}"
-                schema = [bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in schemas.bigquery_schema(table)]
+                schema = [
+                    bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in schemas.bigquery_schema(table, exclude)
+                ]
                 job = client.load_table_from_uri(
                     source.uri(object_key), staging_id, job_config=bigquery.LoadJobConfig(schema=schema, **load_job_config())
                 )
@@ -65,7 +70,9 @@ class BigQueryWarehouse(Warehouse):
                 staging = f"`{staging_id}`"
                 try:
                     # each statement only moves the table towards the file: a cut-short load is completed by a re-run
-                    for statement in merge_sql(table, target, staging, quote="`", delete_alias=True).statements():
+                    for statement in merge_sql(
+                        table, target, staging, quote="`", delete_alias=True, exclude=exclude
+                    ).statements():
                         client.query(statement).result()
                 finally:
                     client.delete_table(staging_id, not_found_ok=True)

@@ -11,6 +11,7 @@ from pydantic import Field, field_validator
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.identifiers import validate_identifier
+from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
@@ -39,18 +40,31 @@ class DuckDBWarehouse(Warehouse):
         Path(self.path).absolute().parent.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(str(Path(self.path).absolute()))
 
-    def ensure_table(self, con: duckdb.DuckDBPyConnection, table: str) -> None:
-        con.execute(schemas.ddl(table, "duckdb", self.target(table)))
+    def ensure_table(self, con: duckdb.DuckDBPyConnection, table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> None:
+        """The table with the selected columns; a column the selection takes back in later is added."""
+        target = self.target(table)
+        con.execute(schemas.ddl(table, "duckdb", target, exclude))
+        listed = con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [target]).fetchall()
+        existing = {name for (name,) in listed}
+        for name, annotation, _ in schemas.columns(table, exclude):
+            if name not in existing:
+                con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {schemas.column_type(annotation, "duckdb")}')
+        for name in sorted(exclude & existing):  # left out now: new rows have no value for it
+            con.execute(f'ALTER TABLE {target} ALTER COLUMN "{name}" DROP NOT NULL')
         con.execute(merge_sql(table, self.target(table), "staging").tombstones_ddl("VARCHAR", "TIMESTAMPTZ"))
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
+    def load(
+        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+    ) -> LoadResult:
         target = self.target(table)
         with tempfile.TemporaryDirectory() as tmp, self.connect() as con:
-            self.ensure_table(con, table)
+            self.ensure_table(con, table, exclude)
             rows = 0
             if object_key is not None:
                 local = source.local_copy(object_key, Path(tmp))
-                columns = {name: schemas.column_type(annotation, "duckdb") for name, annotation, _ in schemas.columns(table)}
+                columns = {
+                    name: schemas.column_type(annotation, "duckdb") for name, annotation, _ in schemas.columns(table, exclude)
+                }
                 con.execute("BEGIN TRANSACTION")
                 try:
                     # The file's own schema is the contract: explicit column types, nothing inferred,
@@ -59,7 +73,7 @@ class DuckDBWarehouse(Warehouse):
                     read = f"read_json(?, {options})"
                     con.execute(f"CREATE TEMP TABLE staging AS SELECT * FROM {read}", [str(local)])
                     rows = _count(con, "SELECT count(*) FROM staging")
-                    for statement in merge_sql(table, target, "staging").statements():
+                    for statement in merge_sql(table, target, "staging", exclude=exclude).statements():
                         con.execute(statement)
                     con.execute("DROP TABLE staging")
                     con.execute("COMMIT")

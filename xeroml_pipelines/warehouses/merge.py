@@ -76,12 +76,19 @@ WHEN NOT MATCHED THEN INSERT ({cols}) VALUES ({values})""",
         ]
 
 
-def merge_sql(table: str, target: str, staging: str, quote: str = '"', delete_alias: bool = False) -> MergeSql:
+def merge_sql(
+    table: str,
+    target: str,
+    staging: str,
+    quote: str = '"',
+    delete_alias: bool = False,
+    exclude: frozenset[str] = schemas.NO_EXCLUSIONS,
+) -> MergeSql:
     return MergeSql(
         target=target,
         tombstones=f"{target}__tombstones",
         staging=staging,
-        columns=tuple(name for name, _, _ in schemas.columns(table)),
+        columns=tuple(name for name, _, _ in schemas.columns(table, exclude)),
         quote=quote,
         delete_alias=delete_alias,
     )

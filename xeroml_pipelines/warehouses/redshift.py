@@ -12,6 +12,7 @@ from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
@@ -19,14 +20,16 @@ STAGING = "xeroml_staging"
 _COMPRESSION = {".gz": " GZIP", ".zst": " ZSTD"}
 
 
-def load_statements(table: str, target: str, s3_uri: str, iam_role_arn: str, region: str | None) -> list[str]:
+def load_statements(
+    table: str, target: str, s3_uri: str, iam_role_arn: str, region: str | None, exclude: frozenset[str] = NO_EXCLUSIONS
+) -> list[str]:
     compression = next((option for ext, option in _COMPRESSION.items() if s3_uri.endswith(ext)), "")
     region_clause = f" REGION '{region}'" if region else ""
     return [
         f"CREATE TEMP TABLE {STAGING} (LIKE {target})",
         f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' "
         f"FORMAT AS JSON 'auto' TIMEFORMAT 'auto'{compression}{region_clause}",
-        *merge_sql(table, target, STAGING).statements(),
+        *merge_sql(table, target, STAGING, exclude=exclude).statements(),
         f"DROP TABLE {STAGING}",
     ]
 
@@ -49,17 +52,19 @@ class RedshiftWarehouse(Warehouse):
             host=self.host, port=self.port, database=self.database, user=self.user, password=self.password
         )
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
+    def load(
+        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+    ) -> LoadResult:
         target = f"{self.db_schema}.{self.table_prefix}{table}"
-        merge = merge_sql(table, target, STAGING)
+        merge = merge_sql(table, target, STAGING, exclude=exclude)
         con = self.connect()
         try:
             cur = con.cursor()
-            cur.execute(schemas.ddl(table, "redshift", target))
+            cur.execute(schemas.ddl(table, "redshift", target, exclude))
             cur.execute(merge.tombstones_ddl("VARCHAR(512)", "TIMESTAMPTZ"))
             rows = 0
             if object_key is not None:
-                for statement in load_statements(table, target, source.uri(object_key), self.iam_role_arn, self.region):
+                for statement in load_statements(table, target, source.uri(object_key), self.iam_role_arn, self.region, exclude):
                     cur.execute(statement)
                     if statement.startswith("COPY"):
                         cur.execute("SELECT pg_last_copy_count()")

@@ -13,6 +13,7 @@ from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
@@ -26,10 +27,10 @@ def stage_path(object_key: str, prefix: str) -> tuple[str, str]:
     return folder, name
 
 
-def staging_statements(table: str, stage: str, folder: str, name: str) -> list[str]:
+def staging_statements(table: str, stage: str, folder: str, name: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list[str]:
     """Temporary tables only (DDL commits implicitly in Snowflake, so these stay outside the
     transaction of the merge)."""
-    typed = ", ".join(f'v:"{n}"::{schemas.column_type(a, "snowflake")} AS "{n}"' for n, a, _ in schemas.columns(table))
+    typed = ", ".join(f'v:"{n}"::{schemas.column_type(a, "snowflake")} AS "{n}"' for n, a, _ in schemas.columns(table, exclude))
     return [
         f"CREATE OR REPLACE TEMPORARY TABLE {RAW} (v VARIANT)",
         # FILES names the one object: a prefix match would also take `2025-01-15.jsonl.gz`
@@ -62,18 +63,20 @@ class SnowflakeWarehouse(Warehouse):
             schema=self.db_schema,
         )
 
-    def load(self, table: str, object_key: str | None, project_id: str, source: Destination) -> LoadResult:
+    def load(
+        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+    ) -> LoadResult:
         target = f"{self.table_prefix}{table}"
-        merge = merge_sql(table, target, STAGING)
+        merge = merge_sql(table, target, STAGING, exclude=exclude)
         con = self.connect()
         try:
             cur = con.cursor()
-            cur.execute(schemas.ddl(table, "snowflake", target))
+            cur.execute(schemas.ddl(table, "snowflake", target, exclude))
             cur.execute(merge.tombstones_ddl("VARCHAR", "TIMESTAMP_TZ"))
             rows = 0
             if object_key is not None:
                 folder, name = stage_path(object_key, source.prefix)
-                for statement in staging_statements(table, self.stage, folder, name):
+                for statement in staging_statements(table, self.stage, folder, name, exclude):
                     cur.execute(statement)
                 rows = cur.execute(f"SELECT count(*) FROM {STAGING}").fetchone()[0]
                 # Autocommit, statement by statement: each one only ever moves the table towards

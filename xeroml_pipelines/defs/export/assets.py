@@ -72,7 +72,8 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
             table=table,
             mode=export.mode,
             windows=windows,
-            source=export_query(clickhouse, table, export.mode, export.project_id),
+            source=export_query(clickhouse, table, export.mode, export.project_id, export.excluded(table)),
+            exclude=export.excluded(table),
         )
 
     return _export
