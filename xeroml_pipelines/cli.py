@@ -29,6 +29,7 @@ def _instance() -> DagsterInstance:
 
 def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, last: date) -> int:
     from dagster import materialize
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
     from xeroml_pipelines.defs.location import build_definitions
@@ -44,18 +45,25 @@ def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, l
         if export.warehouse:
             keys += [warehouse_asset_key(export, t) for t in export.tables]
         assets = [defs.get_assets_def(k) for k in keys]
-        for key in _partition_keys(export, first, last):
+        partitions = _partition_keys(export, first, last)
+        # As a backfill runs them: up to max_partitions_per_run partitions per run, one ClickHouse
+        # scan per table for the run's range, one file and manifest per partition.
+        for start in range(0, len(partitions), export.max_partitions_per_run):
+            group = partitions[start : start + export.max_partitions_per_run]
+            tags = {ASSET_PARTITION_RANGE_START_TAG: group[0], ASSET_PARTITION_RANGE_END_TAG: group[-1]}
             result = materialize(
-                assets, partition_key=key, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
+                assets, tags=tags, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
             )
             failures += not result.success
-            rows = {
-                e.materialization.asset_key.path[-1]: e.materialization.metadata["rows"].value
-                for e in result.get_asset_materialization_events()
-                if "rows" in e.materialization.metadata
-            }
-            status = "ok" if result.success else "FAILED"
-            print(f"{export.name} {key}: {status} " + " ".join(f"{t}={n}" for t, n in rows.items()), flush=True)
+            rows: dict[str, dict[str, object]] = {key: {} for key in group}
+            for event in result.get_asset_materialization_events():
+                m = event.materialization
+                if "rows" in m.metadata and m.partition in rows:
+                    rows[m.partition][m.asset_key.path[-1]] = m.metadata["rows"].value
+            for key in group:
+                # a failed run may still have committed its earlier partitions (README: range runs)
+                status = "ok" if result.success or len(rows[key]) == len(export.tables) else "FAILED"
+                print(f"{export.name} {key}: {status} " + " ".join(f"{t}={n}" for t, n in rows[key].items()), flush=True)
         print(f"{export.name}: files under {export.destination.location}")
         if export.warehouse:
             wh = export.warehouse

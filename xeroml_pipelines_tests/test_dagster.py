@@ -11,14 +11,16 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from dagster import AssetIn, AssetKey, DailyPartitionsDefinition, asset, materialize
+import yaml
+from dagster import AssetIn, AssetKey, DagsterInstance, DailyPartitionsDefinition, asset, materialize
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines_tests.factories import insert, trace
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, assert_same_exports
 
 
 def _python(code: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
@@ -154,3 +156,48 @@ def test_cli_demo_exports_the_demo_project(tmp_path: Path) -> None:
     assert second.returncode == 0, second.stderr[-3000:]
     assert "seeded" not in second.stdout
     assert {p: p.read_bytes() for p in out.rglob("*.jsonl")} == snapshot
+
+
+def test_cli_export_runs_a_range_as_a_backfill_does(tmp_path: Path) -> None:
+    """`xeroml export FIRST LAST`: max_partitions_per_run partitions per run (one scan per table for
+    the run's range), the same files and manifests as one run per partition."""
+    days = ["2025-01-14", "2025-01-15", "2025-01-16"]
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+
+    def xeroml(per_run: int, *args: str) -> subprocess.CompletedProcess:
+        config = {
+            "clickhouse": {"url": f"chdb://{tmp_path / 'engine'}"},
+            "exports": [
+                {
+                    "name": "exp",
+                    "project_id": "demo",
+                    "start_date": days[0],
+                    "destination": {"provider": "local", "path": str(tmp_path / f"out-{per_run}")},
+                    "max_partitions_per_run": per_run,
+                    "retries": 0,
+                }
+            ],
+        }
+        path = tmp_path / f"exports-{per_run}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        env = {**os.environ, "XEROML_CONFIG": str(path), "DAGSTER_HOME": str(home)}
+        cmd = [sys.executable, "-m", "xeroml_pipelines.cli", *args]
+        done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done
+
+    xeroml(2, "seed", "--start", days[0], "--days", "3", "--traces-per-day", "40")
+    ranged = xeroml(2, "export", days[0], days[-1])
+    printed = [line.split(": ")[0] for line in ranged.stdout.splitlines() if line.startswith("exp 2025")]
+    assert printed == [f"exp {d}" for d in days] and ranged.stdout.count(": ok observations=") == 3
+    with DagsterInstance.from_config(str(home)) as instance:
+        runs = instance.get_runs()
+        ranges = sorted((r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG]) for r in runs)
+    assert ranges == [(days[0], days[1]), (days[2], days[2])]  # two runs for three partitions
+
+    xeroml(1, "export", days[0], days[-1])  # one run per partition
+    a, b = Exporter(None, tmp_path / "out-2"), Exporter(None, tmp_path / "out-1")  # type: ignore[arg-type]
+    tables = ("traces", "observations", "scores", "sessions")
+    assert_same_exports(a, b, tables, days, ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window"))
+    assert a.manifest("observations", days[1])["rows"] > 0
