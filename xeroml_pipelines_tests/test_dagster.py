@@ -45,6 +45,21 @@ def test_code_location_loads_embedded_default(tmp_path: Path) -> None:
     assert resources == f"LocalExportIOManager chdb://{tmp_path}/xeroml-demo-db"
 
 
+def test_a_local_export_imports_no_cloud_sdk(tmp_path: Path) -> None:
+    """The embedded default's code location (local folder, DuckDB) loads without any provider's
+    Dagster integration or SDK: they are imported only by an export that uses them."""
+    proc = _python(
+        "import sys\n"
+        "from xeroml_pipelines.definitions import defs\n"
+        "defs().resolve_asset_graph()\n"
+        "clouds = ('boto3', 'botocore', 'dagster_aws', 'dagster_gcp', 'dagster_azure', 'azure', 'snowflake')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in clouds or m.startswith('google.cloud')))",
+        tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_code_location_refuses_a_bad_config_naming_the_field(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.yaml"
     cfg.write_text(

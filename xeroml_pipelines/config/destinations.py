@@ -8,31 +8,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from dagster import EnvVar
-from dagster_azure.blob import (
-    AzureBlobStorageDefaultCredential,
-    AzureBlobStorageKeyCredential,
-    AzureBlobStorageSASTokenCredential,
-)
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
 from xeroml_pipelines.config.base import Strict
-from xeroml_pipelines.destinations.azure import AzureContainer, BlockSizeMiB
-from xeroml_pipelines.destinations.azure_client import AzureBlobClientResource, MaxRetries, RetryBackoff
-from xeroml_pipelines.destinations.gcs import ChunkSizeMiB, GCSBucket, GCSClientResource, RetryDeadline
-from xeroml_pipelines.destinations.local import LocalFolder
-from xeroml_pipelines.destinations.s3 import PartSizeMiB, S3Bucket
-from xeroml_pipelines.destinations.s3_client import S3ClientResource
+from xeroml_pipelines.destinations.limits import BlockSizeMiB, ChunkSizeMiB, MaxRetries, PartSizeMiB, RetryBackoff, RetryDeadline
 from xeroml_pipelines.identifiers import EnvVarName, validate_prefix
-from xeroml_pipelines.io_managers.base import ExportIOManager
-from xeroml_pipelines.io_managers.providers import (
-    AzureBlobExportIOManager,
-    GCSExportIOManager,
-    LocalExportIOManager,
-    S3ExportIOManager,
-)
+
+if TYPE_CHECKING:  # each provider's SDK is imported only when an export uses the provider
+    from xeroml_pipelines.destinations.azure import AzureContainer
+    from xeroml_pipelines.destinations.base import Destination as DestinationResource
+    from xeroml_pipelines.destinations.gcs import GCSBucket
+    from xeroml_pipelines.destinations.local import LocalFolder
+    from xeroml_pipelines.destinations.s3 import S3Bucket
+    from xeroml_pipelines.io_managers.base import ExportIOManager
 
 DEFAULT_EXPORT_DIR = "xeroml-export"
 _BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
@@ -54,7 +45,13 @@ def env(name: str | None) -> EnvVar | None:
 
 class _Destination(Strict):
     prefix: str = ""
-    io_manager_class: ClassVar[type[ExportIOManager]]
+
+    def io_manager_class(self) -> type[ExportIOManager]:
+        raise NotImplementedError
+
+    def io_manager(self, destination: DestinationResource, **settings: Any) -> ExportIOManager:
+        """The export IO manager over `destination` (this provider's resource)."""
+        return self.io_manager_class()(destination=destination, **settings)
 
     @field_validator("prefix")
     @classmethod
@@ -65,13 +62,19 @@ class _Destination(Strict):
 class LocalDestination(_Destination):
     provider: Literal["local"]
     path: str = DEFAULT_EXPORT_DIR
-    io_manager_class = LocalExportIOManager
 
     @property
     def location(self) -> str:
         return str(Path(self.path).absolute() / self.prefix)
 
+    def io_manager_class(self) -> type[ExportIOManager]:
+        from xeroml_pipelines.io_managers.local import LocalExportIOManager
+
+        return LocalExportIOManager
+
     def resource(self) -> LocalFolder:
+        from xeroml_pipelines.destinations.local import LocalFolder
+
         return LocalFolder(path=self.path, prefix=self.prefix)
 
 
@@ -94,7 +97,6 @@ class S3Destination(_Destination):
     sse_kms_key_id: str | None = None
     part_size_mib: PartSizeMiB = 64
     max_attempts: int = Field(default=5, ge=1, le=20)
-    io_manager_class = S3ExportIOManager
 
     @model_validator(mode="after")
     def _keys_in_pairs(self) -> S3Destination:
@@ -108,7 +110,15 @@ class S3Destination(_Destination):
     def location(self) -> str:
         return f"s3://{self.bucket}/{self.prefix}"
 
+    def io_manager_class(self) -> type[ExportIOManager]:
+        from xeroml_pipelines.io_managers.s3 import S3ExportIOManager
+
+        return S3ExportIOManager
+
     def resource(self) -> S3Bucket:
+        from xeroml_pipelines.destinations.s3 import S3Bucket
+        from xeroml_pipelines.destinations.s3_client import S3ClientResource
+
         client = S3ClientResource(
             region_name=self.region,
             endpoint_url=self.endpoint_url,
@@ -142,7 +152,6 @@ class GCSDestination(_Destination):
     service_account_file: str | None = None
     chunk_size_mib: ChunkSizeMiB = 16
     retry_deadline_s: RetryDeadline = 300
-    io_manager_class = GCSExportIOManager
 
     @model_validator(mode="after")
     def _one_key(self) -> GCSDestination:
@@ -154,7 +163,14 @@ class GCSDestination(_Destination):
     def location(self) -> str:
         return f"gs://{self.bucket}/{self.prefix}"
 
+    def io_manager_class(self) -> type[ExportIOManager]:
+        from xeroml_pipelines.io_managers.gcs import GCSExportIOManager
+
+        return GCSExportIOManager
+
     def resource(self) -> GCSBucket:
+        from xeroml_pipelines.destinations.gcs import GCSBucket, GCSClientResource
+
         client = GCSClientResource(
             project=self.project,
             service_account_json=env(self.service_account_json_env),
@@ -183,7 +199,6 @@ class AzureDestination(_Destination):
     block_size_mib: BlockSizeMiB = 16
     max_retries: MaxRetries = 6
     retry_backoff_s: RetryBackoff = 15
-    io_manager_class = AzureBlobExportIOManager
 
     @field_validator("account_url")
     @classmethod
@@ -220,7 +235,21 @@ class AzureDestination(_Destination):
         account = self.account_url or f"${{{self.connection_string_env}}}"
         return f"azure:{account}/{self.container}/{self.prefix}"
 
+    def io_manager_class(self) -> type[ExportIOManager]:
+        from xeroml_pipelines.io_managers.azure import AzureBlobExportIOManager
+
+        return AzureBlobExportIOManager
+
     def resource(self) -> AzureContainer:
+        from dagster_azure.blob import (
+            AzureBlobStorageDefaultCredential,
+            AzureBlobStorageKeyCredential,
+            AzureBlobStorageSASTokenCredential,
+        )
+
+        from xeroml_pipelines.destinations.azure import AzureContainer
+        from xeroml_pipelines.destinations.azure_client import AzureBlobClientResource
+
         retries: dict[str, Any] = {"max_retries": self.max_retries, "retry_backoff_s": self.retry_backoff_s}
         if self.connection_string_env:
             client = AzureBlobClientResource(connection_string=EnvVar(self.connection_string_env), **retries)

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import Field
 
 from xeroml_pipelines.config.base import Strict
 from xeroml_pipelines.config.destinations import env
 from xeroml_pipelines.identifiers import EnvVarName
-from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, BigQueryWarehouse
-from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
-from xeroml_pipelines.warehouses.redshift import RedshiftWarehouse
-from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
+
+if TYPE_CHECKING:  # a warehouse's client library is imported only when an export loads into it
+    from xeroml_pipelines.warehouses.bigquery import BigQueryWarehouse
+    from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
+    from xeroml_pipelines.warehouses.redshift import RedshiftWarehouse
+    from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
 
 DEFAULT_WAREHOUSE_FILE = "xeroml-warehouse.duckdb"
 
@@ -23,6 +25,8 @@ class DuckDBWarehouseConfig(Strict):
     table_prefix: str = "xeroml_"
 
     def resource(self) -> DuckDBWarehouse:
+        from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
+
         return DuckDBWarehouse(path=self.path, table_prefix=self.table_prefix)
 
 
@@ -41,6 +45,8 @@ class SnowflakeWarehouseConfig(Strict):
     table_prefix: str = "xeroml_"
 
     def resource(self) -> SnowflakeWarehouse:
+        from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
+
         return SnowflakeWarehouse(
             account=self.account,
             user=self.user,
@@ -69,6 +75,8 @@ class RedshiftWarehouseConfig(Strict):
     table_prefix: str = "xeroml_"
 
     def resource(self) -> RedshiftWarehouse:
+        from xeroml_pipelines.warehouses.redshift import RedshiftWarehouse
+
         return RedshiftWarehouse(
             host=self.host,
             port=self.port,
@@ -94,6 +102,8 @@ class BigQueryWarehouseConfig(Strict):
     table_prefix: str = "xeroml_"
 
     def resource(self) -> BigQueryWarehouse:
+        from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, BigQueryWarehouse
+
         client = BigQueryClientResource(
             project=self.project,
             location=self.location,

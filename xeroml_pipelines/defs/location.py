@@ -24,9 +24,7 @@ def _resources(export: ExportConfig) -> dict[str, Any]:
     destination = export.destination.resource()
     resources: dict[str, Any] = {
         destination_key(export): destination,
-        io_manager_key(export): export.destination.io_manager_class(
-            destination=destination, compression=export.compression, layout=export.layout
-        ),
+        io_manager_key(export): export.destination.io_manager(destination, compression=export.compression, layout=export.layout),
     }
     if export.warehouse:
         resources[warehouse_key(export)] = export.warehouse.resource()

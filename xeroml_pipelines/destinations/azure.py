@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -23,14 +23,14 @@ from azure.core.exceptions import (
     ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
-from pydantic import Field, PrivateAttr
+from pydantic import PrivateAttr
 
 from xeroml_pipelines.destinations.azure_client import AzureBlobClientResource
 from xeroml_pipelines.destinations.base import MIB, Destination, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
+from xeroml_pipelines.destinations.limits import BlockSizeMiB
 
 MAX_BLOCKS = 50_000
-BlockSizeMiB = Annotated[int, Field(ge=1, le=4000, description="Staged block size; 50,000 blocks max per blob")]
 
 AZURE = Service(
     "Azure Blob Storage",

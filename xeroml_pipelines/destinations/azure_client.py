@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from contextlib import contextmanager
-from typing import Annotated, Any
+from typing import Any
 
 from azure.storage.blob import BlobServiceClient
 from dagster_azure.blob import (
@@ -17,8 +17,7 @@ from dagster_azure.blob import (
 )
 from pydantic import Field, model_validator
 
-MaxRetries = Annotated[int, Field(ge=0, le=20, description="Retries of a failed request (exponential backoff)")]
-RetryBackoff = Annotated[float, Field(gt=0, le=300, description="Wait before the first retry; later waits grow exponentially")]
+from xeroml_pipelines.destinations.limits import MaxRetries, RetryBackoff
 
 
 class AzureBlobClientResource(AzureBlobStorageResource):

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from dagster_gcp import GCSResource
 from google.api_core import exceptions as gexc
@@ -28,9 +28,7 @@ from requests.exceptions import Timeout
 
 from xeroml_pipelines.destinations.base import MIB, Destination, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
-
-ChunkSizeMiB = Annotated[int, Field(ge=1, le=1024, description="Resumable upload chunk size")]
-RetryDeadline = Annotated[float, Field(gt=0, description="How long transient errors are retried per request")]
+from xeroml_pipelines.destinations.limits import ChunkSizeMiB, RetryDeadline
 
 # GCS answers with HTTP statuses only: they are the codes.
 GCS = Service(

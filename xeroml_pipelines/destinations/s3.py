@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from dagster import get_dagster_logger
@@ -21,11 +21,10 @@ from pydantic import Field, PrivateAttr
 
 from xeroml_pipelines.destinations.base import MIB, Destination, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
+from xeroml_pipelines.destinations.limits import PartSizeMiB
 from xeroml_pipelines.destinations.s3_client import S3ClientResource
 
-# S3 allows 10,000 parts; with the 64 MiB default an object may reach 625 GiB.
 MAX_PARTS = 10_000
-PartSizeMiB = Annotated[int, Field(ge=5, le=5 * 1024, description="Multipart part size; 10,000 parts max per object")]
 
 S3 = Service(
     "S3",
