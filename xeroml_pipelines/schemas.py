@@ -104,6 +104,10 @@ class Score(_Line):
 
 
 class Session(_Line):
+    """A session as aggregated from its live traces when a partition of it was exported. A session
+    is written again in every partition in which one of its traces changed: its current state is
+    the line with the greatest event_ts (a tombstone wins a tie)."""
+
     id: str = Field(description="the session id")
     project_id: str
     environments: list[str] | None = None

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
+from pathlib import Path
 
+import duckdb
+import pytest
+from dagster import AssetKey, materialize
+
+from xeroml_pipelines.defs.location import build_definitions
+from xeroml_pipelines_tests.emulators import REPO
 from xeroml_pipelines_tests.factories import insert, observation, trace
 from xeroml_pipelines_tests.support import Exporter, by_id
 
@@ -139,3 +145,34 @@ def test_sessions_snapshot_mode_uses_trace_event_time(conversation: Exporter) ->
     # t3's timestamp is on the 16th (it is a tombstone now): s1 has a trace in that partition
     sessions = by_id(conversation.lines("sessions", "2025-01-16"))
     assert set(sessions) == {"s1"} and sessions["s1"]["trace_count"] == 2
+
+
+def test_a_session_appears_in_each_partition_its_traces_changed_and_readme_reads_the_current_one(
+    conversation: Exporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unlike traces, observations and scores, a session is re-emitted in every partition in which
+    one of its traces changed; README's one-line DuckDB query over the files gives exactly what
+    the warehouse MERGE keeps."""
+    wh = tmp_path / "w.duckdb"
+    defs = build_definitions(conversation.config(warehouse={"type": "duckdb", "path": str(wh)}))
+    tables = ("traces", "observations", "sessions")
+    assets = [defs.get_assets_def(AssetKey(["exp", t])) for t in tables] + [
+        defs.get_assets_def(AssetKey(["exp", "warehouse", "sessions"]))
+    ]
+    days = ("2025-01-15", "2025-01-16", "2025-01-17")
+    for day in days:
+        assert materialize(assets, partition_key=day, resources=defs.resources).success
+    emitted = [line["id"] for day in days for line in conversation.lines("sessions", day)]
+    assert emitted.count("s1") == 2  # on the 15th, and again on the 17th when t3 was deleted
+
+    readme = (REPO / "README.md").read_text()
+    query = readme.split("-- DuckDB, the current sessions from the files\n", 1)[1].split("```", 1)[0].strip()
+    query = query.replace("xeroml-export/", f"{conversation.out.name}/")  # README runs it where `xeroml demo` writes
+    monkeypatch.chdir(conversation.out.parent)
+    con = duckdb.connect()
+    current = con.execute(f"SELECT id, trace_count, event_ts FROM ({query.rstrip(';')}) ORDER BY id")
+    from_files = current.fetchall()
+    with duckdb.connect(str(wh)) as loaded:
+        merged = loaded.execute("SELECT id, trace_count, event_ts FROM xeroml_sessions ORDER BY id").fetchall()
+    assert [(i, n) for i, n, _ in from_files] == [("s1", 2)]  # s2 is a tombstone: neither shows it
+    assert [(i, n, str(t)[:19]) for i, n, t in from_files] == [(i, n, str(t)[:19]) for i, n, t in merged]
