@@ -98,7 +98,7 @@ class _MultipartUpload:
     def commit(self, size: int) -> None:
         b = self._bucket
         if self._upload_id is None:
-            b.put(self._key, bytes(self._buffer))
+            b.write_small(self._key, bytes(self._buffer))  # the whole object fits in one part: one PUT
         else:
             if self._buffer:
                 self._send_part(bytes(self._buffer))  # the last part may be smaller than 5 MiB
@@ -194,7 +194,7 @@ class S3Bucket(Destination):
         with self.errors("GetObject", key, missing_ok=True):
             return self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
 
-    def put(self, key: str, data: bytes) -> None:
+    def write_small(self, key: str, data: bytes) -> None:
         with self.errors("PutObject", key):
             response = self.client.put_object(
                 Bucket=self.bucket,
@@ -205,9 +205,6 @@ class S3Bucket(Destination):
                 **self.encryption(),
             )
         self.check_etag(response["ETag"], hashlib.md5(data).hexdigest(), key)
-
-    def write_small(self, key: str, data: bytes) -> None:
-        self.put(key, data)
 
     def delete(self, key: str) -> None:
         try:
