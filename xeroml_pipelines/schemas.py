@@ -16,6 +16,8 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 LargeText = Annotated[str, "large"]  # prompts and completions: may exceed Redshift's 64 KB VARCHAR
+# ClickHouse's Decimal64(12): a number in JSON, DECIMAL(18, 12) in Parquet, exact either way.
+Cost = Annotated[float, "decimal(18,12)"]
 
 
 class _Line(BaseModel):
@@ -65,9 +67,9 @@ class Observation(_Line):
     model_parameters: str | None = None
     provided_usage_details: dict[str, int] | None = None
     usage_details: dict[str, int] | None = None
-    provided_cost_details: dict[str, float] | None = None
-    cost_details: dict[str, float] | None = None
-    total_cost: float | None = None
+    provided_cost_details: dict[str, Cost] | None = None
+    cost_details: dict[str, Cost] | None = None
+    total_cost: Cost | None = None
     completion_start_time: datetime | None = None
     prompt_id: str | None = None
     prompt_name: str | None = None
@@ -128,9 +130,10 @@ MODELS: dict[str, type[_Line]] = {"traces": Trace, "observations": Observation, 
 Dialect = Literal["bigquery", "snowflake", "redshift", "duckdb"]
 
 
-def _unwrap(annotation: object) -> tuple[object, bool, bool]:
-    """(base type, nullable, large) of a field annotation."""
-    nullable = large = False
+def unwrap(annotation: object) -> tuple[object, bool, tuple[object, ...]]:
+    """(base type, nullable, markers such as "large") of a field annotation."""
+    nullable = False
+    markers: tuple[object, ...] = ()
     origin = typing.get_origin(annotation)
     if origin in (Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -138,8 +141,8 @@ def _unwrap(annotation: object) -> tuple[object, bool, bool]:
         annotation = args[0]
     if typing.get_origin(annotation) is Annotated:
         annotation, *extra = typing.get_args(annotation)
-        large = "large" in extra
-    return annotation, nullable, large
+        markers = tuple(extra)
+    return annotation, nullable, markers
 
 
 _SCALARS: dict[type, dict[str, str]] = {
@@ -153,19 +156,19 @@ _DUCKDB_VALUES = {str: "VARCHAR", int: "UBIGINT", float: "DOUBLE"}
 
 
 def column_type(annotation: object, dialect: Dialect) -> str:
-    base, _, large = _unwrap(annotation)
+    base, _, markers = unwrap(annotation)
     origin = typing.get_origin(base)
     if origin is dict:
-        value = typing.get_args(base)[1]
+        value = unwrap(typing.get_args(base)[1])[0]
         return {
             "bigquery": "JSON",
             "snowflake": "OBJECT",
             "redshift": "SUPER",
-            "duckdb": f"MAP(VARCHAR, {_DUCKDB_VALUES[value]})",
+            "duckdb": f"MAP(VARCHAR, {_DUCKDB_VALUES[value]})",  # type: ignore[index]
         }[dialect]
     if origin is list:
         return {"bigquery": "ARRAY<STRING>", "snowflake": "ARRAY", "redshift": "SUPER", "duckdb": "VARCHAR[]"}[dialect]
-    if large and dialect == "redshift":
+    if "large" in markers and dialect == "redshift":
         return "SUPER"  # holds up to 16 MB; VARCHAR stops at 64 KB
     return _SCALARS[base][dialect]  # type: ignore[index]
 
@@ -176,7 +179,7 @@ NO_EXCLUSIONS: frozenset[str] = frozenset()
 def columns(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list[tuple[str, object, bool]]:
     """(name, annotation, nullable) in file order; `exclude`: the fields a selection leaves out."""
     fields = MODELS[table].model_fields.items()
-    return [(name, f.annotation, _unwrap(f.annotation)[1]) for name, f in fields if name not in exclude]
+    return [(name, f.annotation, unwrap(f.annotation)[1]) for name, f in fields if name not in exclude]
 
 
 def json_schema(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> dict:
@@ -191,7 +194,7 @@ def bigquery_schema(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list
     """The `schema` of a NEWLINE_DELIMITED_JSON load (also `bq load --schema=file.json`)."""
     out = []
     for name, annotation, nullable in columns(table, exclude):
-        base, _, _ = _unwrap(annotation)
+        base, _, _ = unwrap(annotation)
         if typing.get_origin(base) is list:
             out.append({"name": name, "type": "STRING", "mode": "REPEATED"})
         else:

@@ -199,6 +199,11 @@ def exported_columns(table: str) -> tuple[str, ...]:
     return tuple(c.name for c in SOURCES[table].columns)
 
 
+def tombstone_columns(table: str) -> tuple[str, ...]:
+    """The columns a tombstone keeps; every other one is null."""
+    return SESSION_TOMBSTONE_COLUMNS if table == "sessions" else SOURCES[table].tombstone_columns
+
+
 def required_columns(table: str, mode: Mode) -> tuple[str, ...]:
     """What every line keeps, whatever a field selection excludes: the record's identity, its
     version, the delete flag, and the column its window is on."""

@@ -61,7 +61,7 @@ exports:
   - {name: e, project_id: p, destination: {provider: local}, start_date: 2025-01-01}
 """)
     (e,) = cfg.exports
-    assert (e.cadence, e.mode, e.compression, e.lag_minutes) == ("daily", "incremental", "none", 20)
+    assert (e.cadence, e.mode, e.format, e.codec, e.lag_minutes) == ("daily", "incremental", "jsonl", "none", 20)
     assert e.tables == ("traces", "observations", "scores", "sessions")
 
 
@@ -245,3 +245,19 @@ def test_transport_is_https_unless_an_endpoint_says_otherwise(monkeypatch: pytes
         parse_config(
             _CLOUD % "{provider: azure, container: xeroml, default_credential: true, account_url: 'acct.blob.core.windows.net'}"
         )
+
+
+def test_parquet_codec_defaults_to_zstd_and_snappy_is_parquet_only() -> None:
+    base = """
+clickhouse: {url: "chdb:///tmp/x"}
+exports:
+  - {name: e, project_id: p, destination: {provider: local}, start_date: 2025-01-01, %s}
+"""
+    (e,) = parse_config(base % "format: parquet").exports
+    assert (e.format, e.codec, e.object_layout().extension) == ("parquet", "zstd", ".parquet")
+    (e,) = parse_config(base % "format: parquet, compression: snappy").exports
+    assert e.codec == "snappy"
+    with pytest.raises(ConfigError, match="snappy is a Parquet codec"):
+        parse_config(base % "compression: snappy")
+    with pytest.raises(ConfigError, match="format"):
+        parse_config(base % "format: csv")

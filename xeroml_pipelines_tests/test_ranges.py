@@ -42,7 +42,7 @@ def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None,
 
     monkeypatch.setattr(ClickHouseResource, "stream_arrow", counting)
     if group:  # as a cloud destination with big upload buffers does
-        monkeypatch.setattr(engine, "partitions_per_query", lambda destination: group)
+        monkeypatch.setattr(engine, "partitions_per_query", lambda destination, fmt: group)
     result = ranged.run(DAYS[0], until=DAYS[-1], mode=mode)
     # one scan per table for the range, or per group of `group` partitions, in time order
     starts = [q["window_start"][:10] for q in queries]

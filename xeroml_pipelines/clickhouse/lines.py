@@ -1,9 +1,15 @@
-"""How ClickHouse writes a record's JSON line: pinned output settings, invalid UTF-8 replaced and
-counted, tombstones with their content nulled."""
+"""What a query returns per record: its JSON line as ClickHouse writes it (pinned output settings,
+invalid UTF-8 replaced and counted, tombstones with their content nulled), or its typed columns
+for a Parquet file."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+# `lines`: one `_line` column, the record's JSON line. `columns`: the record's columns, typed,
+# and `_row_bytes`, the record's in-memory size (Parquet row groups are cut by it).
+Shape = Literal["lines", "columns"]
 
 # ClickHouse writes the JSON lines itself (formatRow, in parallel on the reading threads):
 # these settings fix every byte of that output, so a server upgrade or a user profile cannot
@@ -100,3 +106,28 @@ def json_line(columns: Iterable[tuple[str, str]], tombstone_columns: Iterable[st
     live = ", ".join(field(n, False) for n in names)
     dead = ", ".join(field(n, True) for n in names)
     return f"if(`is_deleted`, formatRow('JSONEachRow', {dead}), formatRow('JSONEachRow', {live}))"
+
+
+def typed_columns(columns: Iterable[tuple[str, str]]) -> str:
+    """The record's columns for a Parquet file: `is_deleted` as a boolean, NaN and infinities as
+    null (as in JSON), and the row's size. Tombstones are nulled on the Arrow side: a Map or an
+    Array cannot be Nullable in ClickHouse."""
+    out = []
+    names = []
+    for name, ch_type in columns:
+        q = f"`{name}`"
+        names.append(q)
+        if name == "is_deleted":
+            out.append(f"toBool({q}) AS {q}")
+        elif ch_type in ("Float64", "Float32", "Nullable(Float64)", "Nullable(Float32)"):
+            out.append(f"if(isFinite({q}), {q}, NULL) AS {q}")
+        else:
+            out.append(q)
+    return f"byteSize({', '.join(names)}) AS _row_bytes, " + ", ".join(out)
+
+
+def payload(shape: Shape, columns: Sequence[tuple[str, str]], tombstone_columns: Iterable[str]) -> tuple[str, str]:
+    """(expressions, the names they give): what a query of `shape` returns after its meta columns."""
+    if shape == "lines":
+        return f"{json_line(columns, tombstone_columns)} AS _line", "_line"
+    return typed_columns(columns), ", ".join(["_row_bytes", *(f"`{name}`" for name, _ in columns)])

@@ -3,18 +3,21 @@ recount of a window from the very same query."""
 
 from __future__ import annotations
 
-from xeroml_pipelines.clickhouse.lines import cleaned, invalid_utf8_count, json_line, settings
+from xeroml_pipelines.clickhouse.lines import Shape, cleaned, invalid_utf8_count, payload, settings
 from xeroml_pipelines.clickhouse.selection import export_sort_key, latest_in_window_filter, qualified, window_column, window_index
 from xeroml_pipelines.clickhouse.sessions import sessions_query
 from xeroml_pipelines.tables import SOURCES
 from xeroml_pipelines.windows import Mode
 
 
-def records_query(table_name: str, database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset()) -> str:
-    """The lines of one window, in the file's line order.
+def records_query(
+    table_name: str, database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset(), shape: Shape = "lines"
+) -> str:
+    """The records of one window, in the file's line order.
 
     Each row is `_window_index` (its partition), `_row_hash` (for the partition's fingerprint),
-    `_tombstone`, `_invalid_utf8` and `_line`, the record's JSON line as ClickHouse writes it.
+    `_tombstone`, `_invalid_utf8`, then `_line`, the record's JSON line as ClickHouse writes it,
+    or (`columns`) the record's typed columns (see `lines.payload`).
     The lines are formatted below the ORDER BY, on every reading thread, before the merge into
     one ordered stream; reading follows the table's sort key, so the ORDER BY is a merge, not a sort.
     Columns in `exclude` are neither read into the line nor counted.
@@ -24,10 +27,11 @@ def records_query(table_name: str, database: str, mode: Mode, block_rows: int, e
     keys = export_sort_key(table)
     key_names = [f"_k{i}" for i in range(len(keys))]
     order = [*key_names[:-1], f"{key_names[-1]} DESC"]
-    return f"""SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, _line
+    expressions, names = payload(shape, columns, table.tombstone_columns)
+    return f"""SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {names}
 FROM (
     SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
-        {json_line(columns, table.tombstone_columns)} AS _line
+        {expressions}
     FROM (
         SELECT
         {window_index(window_column(table, mode))} AS _window_index,
@@ -45,10 +49,12 @@ LIMIT 1 BY _k{keys.index("id")}
 {settings(block_rows)}"""
 
 
-def query_for(table_name: str, database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset()) -> str:
+def query_for(
+    table_name: str, database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset(), shape: Shape = "lines"
+) -> str:
     if table_name == "sessions":
-        return sessions_query(database, mode, block_rows, exclude)
-    return records_query(table_name, database, mode, block_rows, exclude)
+        return sessions_query(database, mode, block_rows, exclude, shape)
+    return records_query(table_name, database, mode, block_rows, exclude, shape)
 
 
 def fingerprint_query(table_name: str, database: str, mode: Mode) -> str:

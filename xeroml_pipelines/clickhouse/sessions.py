@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from xeroml_pipelines.clickhouse.lines import cleaned, invalid_utf8_count, json_line, settings
+from xeroml_pipelines.clickhouse.lines import Shape, cleaned, invalid_utf8_count, payload, settings
 from xeroml_pipelines.clickhouse.selection import PROJECT, latest_in_window_filter, qualified, window_column, window_index
 from xeroml_pipelines.tables import SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS, SOURCES
 from xeroml_pipelines.windows import Mode
 
 
-def sessions_query(database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset()) -> str:
+def sessions_query(
+    database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset(), shape: Shape = "lines"
+) -> str:
     """One row per session with a trace in the traces window, aggregated over all its live traces.
 
     A trace counts for the session its *latest* version names, so a trace moved between sessions
@@ -19,6 +21,7 @@ def sessions_query(database: str, mode: Mode, block_rows: int, exclude: frozense
     columns = [(name, type_) for name, type_ in SESSION_COLUMNS if name not in exclude]
     t = qualified(database, "traces")
     o = qualified(database, "observations")
+    expressions, _ = payload(shape, columns, SESSION_TOMBSTONE_COLUMNS)
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
     return f"""WITH
 window_sessions AS (
@@ -94,7 +97,7 @@ cleaned_rows AS (
         {cleaned(columns)}
     FROM session_rows
 )
-SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {json_line(columns, SESSION_TOMBSTONE_COLUMNS)} AS _line
+SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {expressions}
 FROM cleaned_rows
 ORDER BY _window_index, id
 {settings(block_rows)}, join_use_nulls = 0"""

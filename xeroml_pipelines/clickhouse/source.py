@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from xeroml_pipelines.clickhouse.errors import read_failure
+from xeroml_pipelines.clickhouse.lines import Shape
 from xeroml_pipelines.clickhouse.queries import query_for
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.windows import Mode, Span, Window
@@ -18,40 +19,37 @@ from xeroml_pipelines.windows import Mode, Span, Window
 class TableQuery:
     clickhouse: ClickHouseResource
     table: str
+    mode: Mode
     project_id: str
-    sql: str
+    exclude: frozenset[str] = frozenset()  # columns left out of the records
+
+    def sql(self, shape: Shape) -> str:
+        return query_for(self.table, self.clickhouse.database, self.mode, self.clickhouse.batch_rows, self.exclude, shape)
 
     @contextmanager
-    def open(self, windows: Sequence[Window]) -> Iterator[Iterator[pa.RecordBatch]]:
-        """The batches of one query over consecutive windows (one, or a group of a range).
+    def open(self, windows: Sequence[Window], shape: Shape) -> Iterator[Iterator[pa.RecordBatch]]:
+        """The batches of one query over consecutive windows (one, or a group of a range), each
+        record as a JSON line or as typed columns (`shape`).
 
         Records come in the table's key order whatever the group (reading follows the sort key,
         so the ORDER BY is a merge, not a sort of the range); each row's `_window_index` says
         which partition's file it goes to. One scan for a whole range reads every granule once,
         where a query per partition would re-read the granules partitions share."""
         span = Span.of(windows)
-        batches = self._batches(span)
+        batches = self._batches(span, self.sql(shape))
         try:
             yield batches
         finally:
             batches.close()  # ends the open query, if the consumer stopped early
 
-    def _batches(self, span: Span) -> Generator[pa.RecordBatch, None, None]:
+    def _batches(self, span: Span, sql: str) -> Generator[pa.RecordBatch, None, None]:
         what = f"{self.table} {span.label} (project {self.project_id!r})"
         rows: int | None = None
         try:
-            with self.clickhouse.stream_arrow(self.sql, {"project_id": self.project_id, **span.sql_params()}) as result:
+            with self.clickhouse.stream_arrow(sql, {"project_id": self.project_id, **span.sql_params()}) as result:
                 rows = 0
                 for batch in result:
                     rows += batch.num_rows
                     yield batch
         except Exception as e:
             raise read_failure(what, e, rows) from e
-
-
-def export_query(
-    clickhouse: ClickHouseResource, table: str, mode: Mode, project_id: str, exclude: frozenset[str] = frozenset()
-) -> TableQuery:
-    """The query of a table's lines; `exclude` names columns left out of them."""
-    sql = query_for(table, clickhouse.database, mode, clickhouse.batch_rows, exclude)
-    return TableQuery(clickhouse, table, project_id, sql)

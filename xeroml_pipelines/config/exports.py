@@ -10,7 +10,7 @@ from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config.base import Strict
 from xeroml_pipelines.config.destinations import Destination, env
 from xeroml_pipelines.config.warehouses import WarehouseConfig
-from xeroml_pipelines.export.compression import Compression
+from xeroml_pipelines.export.formats import Codec, FileFormat
 from xeroml_pipelines.export.layout import Layout, LayoutStyle
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
 from xeroml_pipelines.tables import ALL_TABLES, TableName, exported_columns, required_columns
@@ -33,7 +33,11 @@ class ExportConfig(Strict):
     destination: Destination
     cadence: Cadence = "daily"
     mode: Mode = "incremental"
-    compression: Compression = "none"
+    format: FileFormat = Field(default="jsonl", description="jsonl: one JSON line per record; parquet: typed columns")
+    compression: Codec | None = Field(
+        default=None,
+        description="jsonl: none (default), gzip or zstd, of the whole file; parquet: zstd (default), snappy, gzip or none",
+    )
     layout: LayoutStyle = Field(
         default="dated", description="dated: {table}/2025-01-15.jsonl; hive: {table}/date=2025-01-15/data.jsonl"
     )
@@ -57,9 +61,19 @@ class ExportConfig(Strict):
     )
     warehouse: WarehouseConfig | None = Field(default=None, description="Where a sensor loads each exported partition")
 
+    @property
+    def codec(self) -> Codec:
+        return self.compression or ("zstd" if self.format == "parquet" else "none")
+
     def object_layout(self) -> Layout:
         """Where this export's objects live under its destination."""
-        return Layout(self.destination.prefix, self.compression, self.layout)
+        return Layout(self.destination.prefix, self.codec, self.layout, self.format)
+
+    @model_validator(mode="after")
+    def _codec_fits_format(self) -> ExportConfig:
+        if self.format == "jsonl" and self.compression == "snappy":
+            raise ValueError("compression: snappy is a Parquet codec; for format: jsonl choose none, gzip or zstd")
+        return self
 
     @field_validator("name")
     @classmethod

@@ -24,7 +24,9 @@ def _resources(export: ExportConfig) -> dict[str, Any]:
     destination = export.destination.resource()
     resources: dict[str, Any] = {
         destination_key(export): destination,
-        io_manager_key(export): export.destination.io_manager(destination, compression=export.compression, layout=export.layout),
+        io_manager_key(export): export.destination.io_manager(
+            destination, file_format=export.format, compression=export.codec, layout=export.layout
+        ),
     }
     if export.warehouse:
         resources[warehouse_key(export)] = export.warehouse.resource()

@@ -1,48 +1,32 @@
-"""Arrow batches of ClickHouse-formatted lines, cut into chunks: one per batch and partition.
+"""Arrow batches of a query's records, cut into chunks: one per batch and partition.
 
-ClickHouse writes each record's JSON line itself (see `clickhouse.queries`); an Arrow string
-column keeps all of a batch's lines back to back in one buffer, so a partition's bytes are one
-slice of it. Python never touches a row: counts, the fingerprint and the cuts are columnar.
+A query over several partitions returns their rows interleaved in key order; each row's
+`_window_index` names its partition. The counts, the fingerprint and the cuts are columnar:
+Python never touches a row. The file format turns each partition's rows into what its encoder
+takes (`prepare`), on the cutting thread.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
-import numpy as np
-import numpy.typing as npt
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+Sink = Callable[[bytes | memoryview], None]  # where an encoder's output goes: the partition's upload
+
 
 @dataclass(frozen=True)
 class Chunk:
-    window_index: int  # the partition these lines belong to (see `Window.index`)
-    data: memoryview  # the lines, in place in the Arrow batch's buffer
+    window_index: int  # the partition these rows belong to (see `Window.index`)
+    data: object  # what the format's `prepare` made of the rows: JSON lines, typed Arrow columns
     rows: int
     tombstones: int
     invalid_utf8: int  # string values written with U+FFFD because their bytes were not UTF-8
     fingerprint: int  # XOR of the rows' cityHash64(id, event_ts), as ClickHouse computes it
-
-
-def _lines(lines: pa.Array) -> memoryview:
-    """The concatenated lines of a (sliced) string array, in place in Arrow's data buffer.
-
-    ClickHouse ends every formatRow line with a newline and escapes newlines inside strings,
-    so a row is exactly one line; checked per row, as a cheap guard against a format change.
-    """
-    _, offsets_buffer, data = lines.buffers()
-    width = np.int64 if pa.types.is_large_string(lines.type) else np.int32
-    all_offsets = cast(npt.NDArray[np.integer[Any]], np.frombuffer(offsets_buffer, dtype=width))
-    offsets = all_offsets[lines.offset : lines.offset + len(lines) + 1]
-    body = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
-    ends = offsets[1:]
-    if np.any(ends <= offsets[:-1]) or np.any(body[ends - 1] != ord("\n")):
-        raise RuntimeError("ClickHouse returned a row that is not one newline-terminated JSON line")
-    return memoryview(data)[int(offsets[0]) : int(offsets[-1])]
 
 
 def _total(column: pa.Array) -> int:
@@ -65,8 +49,8 @@ def _by_partition(batch: pa.RecordBatch) -> Iterator[tuple[int, pa.RecordBatch]]
         start = end
 
 
-def cut_by_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[Chunk]:
-    """Each batch's lines and counts per partition; the lines stay in the batch's buffer."""
+def cut_by_partition(batches: Iterable[pa.RecordBatch], prepare: Callable[[pa.RecordBatch], object]) -> Iterator[Chunk]:
+    """Each batch's rows and counts per partition, the rows as `prepare` makes them."""
     for batch in batches:
         if batch.num_rows == 0:
             continue
@@ -75,7 +59,7 @@ def cut_by_partition(batches: Iterable[pa.RecordBatch]) -> Iterator[Chunk]:
             assert isinstance(hashes, pl.Series)
             yield Chunk(
                 window_index=int(index),
-                data=_lines(part.column("_line")),
+                data=prepare(part),
                 rows=part.num_rows,
                 tombstones=_total(part.column("_tombstone")),
                 invalid_utf8=_total(part.column("_invalid_utf8")),

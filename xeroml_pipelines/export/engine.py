@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.cutting import cut_by_partition
+from xeroml_pipelines.export.formats import Format, format_for
 from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.manifest import Manifest
 from xeroml_pipelines.export.pipeline import prefetched
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.export.writer import PartitionWriter, QueryClock
 
-# Upload buffers (a part, chunk or block each) of the files a range query has open at once stay
-# within this; a partition's own file holds one buffer, however large the partition.
-UPLOAD_BUFFERS_BUDGET = 512 * 1024 * 1024
+# The buffers of the files a range query has open at once (an upload's part, chunk or block, a
+# Parquet file's open row group) stay within this; a partition's own file holds one of each,
+# however large the partition.
+FILE_BUFFERS_BUDGET = 512 * 1024 * 1024
 
 
-def partitions_per_query(destination: Destination) -> int | None:
+def partitions_per_query(destination: Destination, fmt: Format) -> int | None:
     """How many partitions one query may feed at once (None: all of a range)."""
-    buffer = destination.upload_buffer_bytes
-    return max(1, UPLOAD_BUFFERS_BUDGET // buffer) if buffer else None
+    buffer = destination.upload_buffer_bytes + fmt.buffer_bytes
+    return max(1, FILE_BUFFERS_BUDGET // buffer) if buffer else None
 
 
 def export(destination: Destination, layout: Layout, stream: ExportStream, run_id: str | None) -> list[Manifest]:
@@ -28,16 +30,17 @@ def export(destination: Destination, layout: Layout, stream: ExportStream, run_i
     earlier groups committed and this and later ones untouched."""
     clock = QueryClock()
     manifests: list[Manifest] = []
-    size = partitions_per_query(destination) or len(stream.windows)
+    fmt = format_for(layout.file_format, layout.compression, stream.table, stream.exclude)
+    size = partitions_per_query(destination, fmt) or len(stream.windows)
     for first in range(0, len(stream.windows), size):
         group = stream.windows[first : first + size]
-        writers = {window.index: PartitionWriter(destination, layout, stream, window) for window in group}
+        writers = {window.index: PartitionWriter(destination, layout, stream, window, fmt) for window in group}
         try:
             # three stages on their own threads: ClickHouse -> cutting into partitions -> compress and upload (here)
             with (
-                stream.source.open(group) as batches,
+                stream.source.open(group, fmt.shape) as batches,
                 prefetched(batches) as ahead,
-                prefetched(cut_by_partition(ahead)) as chunks,
+                prefetched(cut_by_partition(ahead, fmt.prepare)) as chunks,
             ):
                 for chunk in chunks:
                     writer = writers.get(chunk.window_index)

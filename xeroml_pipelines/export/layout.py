@@ -1,6 +1,7 @@
 """Where an export's objects live under its destination's prefix (README, "Files").
 
-`dated` (the default): `{table}/2025-01-15.jsonl`, hours as `{table}/2025-01-15/13.jsonl`.
+`dated` (the default): `{table}/2025-01-15.jsonl`, hours as `{table}/2025-01-15/13.jsonl`
+(`.parquet` for Parquet files, whatever their codec).
 `hive`: `{table}/date=2025-01-15/data.jsonl`, hours as `{table}/date=2025-01-15/hour=13/data.jsonl`,
 so Athena, Spark, DuckDB and BigQuery read the partition columns from the path.
 Manifests are `_manifests/{table}/2025-01-15.json` in both: outside the table folders.
@@ -9,9 +10,10 @@ Manifests are `_manifests/{table}/2025-01-15.json` in both: outside the table fo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression
+from xeroml_pipelines.export.formats import Codec, FileFormat
 from xeroml_pipelines.windows import Window
 
 # Outside `{table}/`: a `{table}/*.jsonl` glob or a COPY of the folder never sees a manifest.
@@ -24,8 +26,13 @@ LayoutStyle = Literal["dated", "hive"]
 @dataclass(frozen=True)
 class Layout:
     prefix: str
-    compression: Compression = "none"
+    compression: Codec = "none"
     style: LayoutStyle = "dated"
+    file_format: FileFormat = "jsonl"
+
+    @property
+    def extension(self) -> str:
+        return ".parquet" if self.file_format == "parquet" else EXTENSIONS[cast(Compression, self.compression)]
 
     def key(self, *parts: str) -> str:
         return "/".join(p for p in (self.prefix, *parts) if p)
@@ -37,7 +44,7 @@ class Layout:
         return self.key(MANIFESTS_DIR, table) + "/"
 
     def data_key(self, table: str, window: Window) -> str:
-        extension = EXTENSIONS[self.compression]
+        extension = self.extension
         if self.style == "hive":
             return self.key(table, window.hive_path, HIVE_FILE + extension)
         return self.key(table, window.relative_path + extension)

@@ -21,12 +21,13 @@ class Manifest(BaseModel):
     window: dict[str, str]
     object_key: str | None  # None: the window had no rows, so no data object exists
     uri: str | None
-    compression: str
+    file_format: str = "jsonl"  # jsonl | parquet (manifests before Parquet existed: jsonl)
+    compression: str  # jsonl: of the whole file; parquet: the codec of its column chunks
     rows: int
     tombstones: int
     invalid_utf8: int = 0  # string values whose bytes were not UTF-8, written with U+FFFD
     bytes: int  # as stored (after compression)
-    uncompressed_bytes: int
+    uncompressed_bytes: int  # jsonl: the lines; parquet: the records in memory (ClickHouse's byteSize)
     sha256: str | None  # of the stored bytes
     fingerprint: str  # XOR of cityHash64(id, event_ts) over the lines: what a recount in ClickHouse compares
     query_started_at: str
@@ -37,6 +38,7 @@ class Manifest(BaseModel):
     # (Manifests written before field selection existed have neither.)
     schema_version: str | None = None
     excluded: list[str] = []
+    parquet_schema: str | None = None  # fingerprint of a Parquet file's schema: names, types, nullability
 
 
 def read_manifest(destination: Destination, key: str) -> Manifest | None:

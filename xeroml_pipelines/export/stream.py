@@ -15,14 +15,16 @@ from typing import Protocol
 
 import pyarrow as pa
 
+from xeroml_pipelines.clickhouse.lines import Shape
 from xeroml_pipelines.tables import exported_columns
 from xeroml_pipelines.windows import Mode, Window
 
 
 class BatchSource(Protocol):
-    def open(self, windows: Sequence[Window]) -> AbstractContextManager[Iterator[pa.RecordBatch]]:
+    def open(self, windows: Sequence[Window], shape: Shape) -> AbstractContextManager[Iterator[pa.RecordBatch]]:
         """One query over consecutive windows: Arrow batches with `_window_index`, `_row_hash`,
-        `_tombstone`, `_invalid_utf8` and `_line` (the record's JSON line), in the file's order."""
+        `_tombstone`, `_invalid_utf8`, then the record as `shape` asks (its JSON line, or its
+        typed columns), in the file's order."""
         ...
 
 

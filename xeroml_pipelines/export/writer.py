@@ -1,6 +1,7 @@
 """One partition's data object and manifest: the commit protocol.
 
-1. stream the partition's lines into a staged upload (nothing visible at the final key yet);
+1. stream the partition's file (its lines or Parquet row groups, as its format encodes them) into
+   a staged upload (nothing visible at the final key yet);
 2. check what was staged against what was written: its size, and the MD5 of each part, block or
    object as the provider reports it (the sha256 of the stored bytes goes to the manifest);
 3. under the partition's lock: publish the object (or, for zero rows, remove any earlier one),
@@ -15,8 +16,8 @@ import time
 from datetime import UTC, datetime
 
 from xeroml_pipelines.destinations.base import Destination, StagedUpload
-from xeroml_pipelines.export.compression import compressor
 from xeroml_pipelines.export.cutting import Chunk
+from xeroml_pipelines.export.formats import Format
 from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.manifest import Manifest, read_manifest
 from xeroml_pipelines.export.stream import ExportStream
@@ -42,14 +43,14 @@ class QueryClock:
 class PartitionWriter:
     """One partition's object: compressed, hashed and counted as it streams, then committed."""
 
-    def __init__(self, destination: Destination, layout: Layout, stream: ExportStream, window: Window) -> None:
-        self.destination, self.layout, self.stream, self.window = destination, layout, stream, window
+    def __init__(self, destination: Destination, layout: Layout, stream: ExportStream, window: Window, fmt: Format) -> None:
+        self.destination, self.layout, self.stream, self.window, self.format = destination, layout, stream, window, fmt
         self.data_key = layout.data_key(stream.table, window)
         self.manifest_key = layout.manifest_key(stream.table, window)
-        self._z = compressor(layout.compression)
+        self._encoder = fmt.encoder(self._put)
         self._digest = hashlib.sha256()
         self._upload: StagedUpload | None = None
-        self.rows = self.tombstones = self.invalid_utf8 = self.stored = self.raw = self.fingerprint = 0
+        self.rows = self.tombstones = self.invalid_utf8 = self.stored = self.fingerprint = 0
 
     @property
     def partition(self) -> str:
@@ -67,9 +68,8 @@ class PartitionWriter:
         self.rows += chunk.rows
         self.tombstones += chunk.tombstones
         self.invalid_utf8 += chunk.invalid_utf8
-        self.raw += len(chunk.data)
         self.fingerprint ^= chunk.fingerprint
-        self._put(self._z.compress(chunk.data))
+        self._encoder.add(chunk)
 
     def abort(self) -> None:
         if self._upload is not None:
@@ -80,7 +80,7 @@ class PartitionWriter:
         dest = self.destination
         try:
             if self.rows:
-                self._put(self._z.flush())
+                self._encoder.finish()
             with dest.partition_lock(self.manifest_key):
                 previous = read_manifest(dest, self.manifest_key)
                 if self._upload is not None:
@@ -108,12 +108,13 @@ class PartitionWriter:
             window=self.window.as_dict(),
             object_key=object_key,
             uri=self.destination.uri(self.data_key) if self.rows else None,
+            file_format=self.layout.file_format,
             compression=self.layout.compression,
             rows=self.rows,
             tombstones=self.tombstones,
             invalid_utf8=self.invalid_utf8,
             bytes=self.stored,
-            uncompressed_bytes=self.raw,
+            uncompressed_bytes=self._encoder.raw,
             sha256=self._digest.hexdigest() if self.rows else None,
             fingerprint=f"{self.fingerprint:016x}",
             query_started_at=_utc(clock.started_at),
@@ -122,4 +123,5 @@ class PartitionWriter:
             run_id=run_id,
             schema_version=self.stream.schema_version,
             excluded=sorted(self.stream.exclude),
+            parquet_schema=self.format.schema_fingerprint,
         )

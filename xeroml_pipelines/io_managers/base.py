@@ -12,7 +12,7 @@ from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue,
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.errors import ExportError
 from xeroml_pipelines.export import engine
-from xeroml_pipelines.export.compression import Compression
+from xeroml_pipelines.export.formats import Codec, FileFormat
 from xeroml_pipelines.export.layout import Layout, LayoutStyle
 from xeroml_pipelines.export.manifest import Manifest, read_manifest
 from xeroml_pipelines.export.reference import ExportedPartition
@@ -22,12 +22,13 @@ from xeroml_pipelines.windows import windows_for
 
 class ExportIOManager(ConfigurableIOManager):
     destination: Destination  # each provider's IO manager narrows the type (providers.py)
-    compression: Compression = "none"
+    file_format: FileFormat = "jsonl"
+    compression: Codec = "none"
     layout: LayoutStyle = "dated"
 
     @property
     def object_layout(self) -> Layout:
-        return Layout(self.destination.prefix, self.compression, self.layout)
+        return Layout(self.destination.prefix, self.compression, self.layout, self.file_format)
 
     def handle_output(self, context: OutputContext, obj: ExportStream) -> None:
         if not isinstance(obj, ExportStream):

@@ -19,17 +19,17 @@ from dagster import (
 )
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.clickhouse.source import export_query
+from xeroml_pipelines.clickhouse.source import TableQuery
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.keys import CLICKHOUSE_POOL, export_asset_key, io_manager_key, partitions_for
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.windows import windows_for
 
 _DESCRIPTIONS = {
-    "traces": "Latest version of each trace of the project, one JSON line per trace.",
-    "observations": "Latest version of each observation (span, generation, event), one JSON line each.",
-    "scores": "Latest version of each score, one JSON line each.",
-    "sessions": "One JSON line per session with a trace in the traces partition, aggregated over all its live traces.",
+    "traces": "Latest version of each trace of the project, one record per trace.",
+    "observations": "Latest version of each observation (span, generation, event), one record each.",
+    "scores": "Latest version of each score, one record each.",
+    "sessions": "One record per session with a trace in the traces partition, aggregated over all its live traces.",
 }
 
 
@@ -43,8 +43,8 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         io_manager_key=io_manager_key(export),
         group_name=export.name,
         deps=deps,
-        kinds={"clickhouse", "json"},
-        description=_DESCRIPTIONS[table] + f" Project {export.project_id!r}, {export.mode} mode.",
+        kinds={"clickhouse", "parquet" if export.format == "parquet" else "json"},
+        description=_DESCRIPTIONS[table] + f" Project {export.project_id!r}, {export.mode} mode, {export.format} files.",
         metadata={"project_id": export.project_id, "mode": export.mode, "cadence": export.cadence},
         # Transient destination/ClickHouse failures are retried; permanent ones raise
         # Failure(allow_retries=False) and stop at once.
@@ -72,7 +72,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
             table=table,
             mode=export.mode,
             windows=windows,
-            source=export_query(clickhouse, table, export.mode, export.project_id, export.excluded(table)),
+            source=TableQuery(clickhouse, table, export.mode, export.project_id, export.excluded(table)),
             exclude=export.excluded(table),
         )
 

@@ -1,0 +1,180 @@
+"""Parquet exports (README, "Formats"): the same records as the JSON export of the same
+partition, read back with pyarrow, Polars and DuckDB, and the same guarantees."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.export import parquet
+from xeroml_pipelines.export.parquet import arrow_schema
+from xeroml_pipelines.tables import ALL_TABLES, tombstone_columns
+from xeroml_pipelines_tests import parquet_records
+from xeroml_pipelines_tests.factories import insert, observation, score, trace
+from xeroml_pipelines_tests.support import Exporter
+
+DAY = "2025-01-15"
+BIG = "x" * (1024 * 1024 - 3) + "end"  # a 1 MiB prompt
+ODD_KEYS = {"": "empty key", "key.with.dots": 'quote"d', "ключ": "значение", "emoji 🚀": "🎉", "tab\there": "new\nline"}
+
+
+def _data(ch: ClickHouseResource) -> None:
+    insert(
+        ch,
+        "traces",
+        [
+            trace("t1", "2025-01-15 10:00:00.5", session_id="s1", tags=["a", "🚀"], metadata=ODD_KEYS, input=BIG),
+            trace("t2", "2025-01-15 11:00", session_id="s1", user_id=None, public=True),
+            trace("t3", "2025-01-15 12:00", session_id="s2"),
+            trace("t3", "2025-01-15 13:00", timestamp="2025-01-15 12:00", session_id="s2", is_deleted=1),
+            trace("gone", "2025-01-15 14:00", is_deleted=1, tags=["x"], metadata={"k": "v"}),
+            trace("next-day", "2025-01-16 01:00"),
+        ],
+    )
+    insert(
+        ch,
+        "observations",
+        [
+            observation(
+                "o1",
+                "t1",
+                "2025-01-15 10:00:01",
+                usage_details={"input": 10, "output": 18446744073709551615},
+                cost_details={"input": 0.000123456789, "total": 12.5},
+                provided_cost_details={"x": 99999.999999999999},
+                total_cost=12.500123456789,
+                end_time="2025-01-15 10:00:02.250",
+                prompt_version=7,
+                metadata=ODD_KEYS,
+            ),
+            observation("o2", "t2", "2025-01-15 11:00:01", usage_details={"input": 1}, total_cost=0.5),
+            observation("o3", "t1", "2025-01-15 12:00", is_deleted=1, usage_details={"input": 3}, total_cost=1.0),
+        ],
+    )
+    insert(
+        ch,
+        "scores",
+        [
+            score("nan", "2025-01-15 10:00", value=math.nan),
+            score("inf", "2025-01-15 10:01", value=math.inf),
+            score("-inf", "2025-01-15 10:02", value=-math.inf),
+            score("ok", "2025-01-15 10:03", value=0.25, comment="emoji 😀"),
+            score("del", "2025-01-15 10:04", value=1.0, is_deleted=1),
+        ],
+    )
+    # invalid UTF-8 in a string, a map key and value, and an array element
+    ch.get_client().command(
+        f"INSERT INTO `{ch.database}`.traces SELECT * REPLACE("
+        "'bad' AS id, unhex('68C3FFFE69') AS input, map(unhex('6BFF'), unhex('76FE')) AS metadata, [unhex('80')] AS tags) "
+        f"FROM (SELECT * FROM `{ch.database}`.traces WHERE id = 't2')"
+    )
+
+
+@pytest.fixture
+def both(ch: ClickHouseResource, tmp_path: Path) -> tuple[Exporter, Exporter]:
+    """The same data exported as JSON lines and as Parquet."""
+    _data(ch)
+    jsonl, pq_ = Exporter(ch, tmp_path / "jsonl"), Exporter(ch, tmp_path / "parquet")
+    jsonl.run(DAY)
+    pq_.run(DAY, format="parquet")
+    return jsonl, pq_
+
+
+@pytest.mark.parametrize("reader", ["with_pyarrow", "with_polars", "with_duckdb"])
+def test_parquet_records_equal_the_json_lines(both: tuple[Exporter, Exporter], reader: str) -> None:
+    jsonl, pq_ = both
+    read = getattr(parquet_records, reader)
+    for table in ALL_TABLES:
+        lines = jsonl.lines(table, DAY)
+        assert lines, table
+        records = read(pq_.path(table, DAY, ".parquet"))
+        assert records == lines, table  # every field, in the same order
+    scores = {r["id"]: r for r in jsonl.lines("scores", DAY)}
+    assert scores["nan"]["value"] is None and scores["inf"]["value"] is None and scores["ok"]["value"] == 0.25
+    traces = {r["id"]: r for r in jsonl.lines("traces", DAY)}
+    assert traces["t1"]["input"] == BIG and traces["t1"]["metadata"] == ODD_KEYS
+    assert traces["bad"]["metadata"] == {"k\ufffd": "v\ufffd"} and traces["bad"]["tags"] == ["\ufffd"]
+    assert traces["gone"]["metadata"] is None and traces["gone"]["tags"] is None  # a tombstone's content
+    sessions = {r["id"]: r for r in jsonl.lines("sessions", DAY)}
+    assert sessions["s2"]["is_deleted"] is True and sessions["s2"]["trace_ids"] is None
+
+
+def test_parquet_types(both: tuple[Exporter, Exporter]) -> None:
+    _, pq_ = both
+    schema = pq.read_schema(pq_.path("observations", DAY, ".parquet"))
+    assert schema == arrow_schema("observations")
+    assert schema.field("start_time").type == pa.timestamp("ms", tz="UTC")
+    assert schema.field("total_cost").type == pa.decimal128(18, 12)
+    assert schema.field("cost_details").type == pa.map_(pa.string(), pa.decimal128(18, 12))
+    assert schema.field("usage_details").type == pa.map_(pa.string(), pa.uint64())
+    assert schema.field("is_deleted").type == pa.bool_() and not schema.field("is_deleted").nullable
+    assert not schema.field("id").nullable and schema.field("end_time").nullable
+    physical = pq.ParquetFile(pq_.path("observations", DAY, ".parquet")).schema
+    start = json.loads(physical.column(physical.names.index("start_time")).logical_type.to_json())
+    assert (start["Type"], start["isAdjustedToUTC"], start["timeUnit"]) == ("Timestamp", True, "milliseconds")
+    assert pq.ParquetFile(pq_.path("observations", DAY, ".parquet")).metadata.row_group(0).column(0).compression == "ZSTD"
+    # every field a tombstone nulls can be null
+    for table in ALL_TABLES:
+        for field in arrow_schema(table):
+            assert field.nullable or field.name in tombstone_columns(table), (table, field.name)
+
+
+def test_parquet_manifest_and_rerun(both: tuple[Exporter, Exporter]) -> None:
+    jsonl, pq_ = both
+    path = pq_.path("traces", DAY, ".parquet")
+    first = path.read_bytes()
+    m = pq_.manifest("traces", DAY)
+    j = jsonl.manifest("traces", DAY)
+    assert m["file_format"] == "parquet" and m["compression"] == "zstd" and j["file_format"] == "jsonl"
+    assert m["object_key"] == "traces/2025-01-15.parquet"
+    assert m["bytes"] == len(first) and m["sha256"] == hashlib.sha256(first).hexdigest()
+    assert (m["rows"], m["tombstones"], m["invalid_utf8"], m["fingerprint"]) == (
+        j["rows"],
+        j["tombstones"],
+        j["invalid_utf8"],
+        j["fingerprint"],
+    )
+    assert m["parquet_schema"] and j["parquet_schema"] is None
+    pq_.run(DAY, format="parquet")
+    assert path.read_bytes() == first
+
+
+def test_parquet_codecs(ch: ClickHouseResource, tmp_path: Path) -> None:
+    _data(ch)
+    insert(ch, "observations", [observation(f"m{i}", "t1", "2025-01-15 09:00", input="hello " * (i % 50)) for i in range(2000)])
+    sizes = {}
+    for codec in ("none", "snappy", "gzip", "zstd"):
+        e = Exporter(ch, tmp_path / codec)
+        e.run(DAY, tables=("observations",), format="parquet", compression=codec)
+        path = e.path("observations", DAY, ".parquet")
+        expected = "UNCOMPRESSED" if codec == "none" else codec.upper()
+        assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == expected
+        assert parquet_records.with_pyarrow(path) == parquet_records.with_pyarrow(
+            tmp_path / "none" / "observations" / f"{DAY}.parquet"
+        )
+        sizes[codec] = path.stat().st_size
+    assert sizes["zstd"] < sizes["none"]
+
+
+def test_row_groups_are_cut_by_the_rows_not_the_batches(
+    ch: ClickHouseResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    insert(ch, "traces", [trace(f"t{i:04d}", f"2025-01-15 10:{i % 60:02d}", input="y" * (i % 97)) for i in range(3000)])
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 1000)
+    monkeypatch.setattr(parquet, "ROW_GROUP_BYTES", 150_000)
+    files = []
+    for batch_rows in (64, 1000, 65_536):
+        e = Exporter(ch, tmp_path / str(batch_rows))
+        e.run(DAY, tables=("traces",), format="parquet", batch_rows=batch_rows)
+        files.append(e.path("traces", DAY, ".parquet").read_bytes())
+    assert files[0] == files[1] == files[2]  # the batches ClickHouse sent do not show in the file
+    meta = pq.ParquetFile(tmp_path / "64" / "traces" / f"{DAY}.parquet").metadata
+    groups = [meta.row_group(i).num_rows for i in range(meta.num_row_groups)]
+    assert sum(groups) == 3000 and len(groups) > 3 and max(groups) <= 1000
