@@ -7,14 +7,17 @@ observation), then times, on the same data in the same run:
 - native_final: ClickHouse itself, `SELECT * ... FINAL ... INTO OUTFILE ... FORMAT JSONEachRow`
   (the physical limit, but not the same job: FINAL drops deletes and keeps versions by sort key);
 - native_same: ClickHouse itself writing exactly our selection (latest version per id, in order);
+- native_parquet: ClickHouse itself writing the same selection as Parquet (zstd), `FORMAT Parquet`;
 - xeroml / xeroml_zstd / xeroml_gzip: the export IO manager, as a run executes it;
+- xeroml_parquet: the same, `format: parquet` (zstd);
 - xeroml_dagster: a whole Dagster run of the partition (`materialize`), fixed run overhead included;
 - xeroml_http: the export through clickhouse-connect's HTTP client, from ClickHouse's HTTP
   interface over the same data (served by the test suite's front for chDB in its own process:
   its time includes that Python server, the row is for the client's memory);
 - dlt: dlt's `sql_table` through chdb-sqlalchemy into its filesystem destination as jsonl
   (needs `pip install "dlt[filesystem]" chdb-sqlalchemy`; skipped above --dlt-max-rows);
-- a 30-day backfill: one Dagster run over 30 partitions against 30 single-partition runs.
+- a 30-day backfill: one Dagster run over 30 partitions against 30 single-partition runs, and
+  the one run again writing Parquet (its peak memory against the JSON run's).
 Peak RSS is each child's own (wait4), `engine` is chDB opened and idle: the floor.
 """
 
@@ -60,7 +63,7 @@ def _clickhouse(db: str):
     return ch
 
 
-def _native(db: str, out: Path, same_selection: bool) -> dict:
+def _native(db: str, out: Path, same_selection: bool, parquet: bool = False) -> dict:
     import chdb
 
     from xeroml_pipelines.clickhouse.lines import JSON_SETTINGS
@@ -71,7 +74,7 @@ def _native(db: str, out: Path, same_selection: bool) -> dict:
     conn = chdb.connect(db)
     conn.query("SELECT 1")
     w = _window(DAY)
-    target = out / "native.jsonl"
+    target = out / ("native.parquet" if parquet else "native.jsonl")
     if same_selection:
         table = SOURCES["observations"]
         keys = ", ".join(export_sort_key(table)) + " DESC"
@@ -84,31 +87,39 @@ def _native(db: str, out: Path, same_selection: bool) -> dict:
             "SELECT * FROM bench.observations FINAL WHERE project_id = {project_id:String} "
             "AND event_ts >= {window_start:DateTime64(3, 'UTC')} AND event_ts < {window_end:DateTime64(3, 'UTC')}"
         )
-    sql += f" INTO OUTFILE '{target}' TRUNCATE FORMAT JSONEachRow SETTINGS {', '.join(JSON_SETTINGS)}"
+    if parquet:
+        sql += f" INTO OUTFILE '{target}' TRUNCATE FORMAT Parquet SETTINGS output_format_parquet_compression_method = 'zstd'"
+    else:
+        sql += f" INTO OUTFILE '{target}' TRUNCATE FORMAT JSONEachRow SETTINGS {', '.join(JSON_SETTINGS)}"
     t = time.perf_counter()
     conn.query(sql, params={"project_id": PROJECT, **Span.of([w]).sql_params()})
     seconds = time.perf_counter() - t
-    with target.open("rb") as f:
-        rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
-    return {"seconds": seconds, "rows": rows, "bytes": target.stat().st_size}
+    if parquet:
+        import pyarrow.parquet as pq
+
+        rows = pq.ParquetFile(target).metadata.num_rows
+    else:
+        with target.open("rb") as f:
+            rows = sum(block.count(b"\n") for block in iter(lambda: f.read(1 << 24), b""))
+    return {"seconds": seconds, "rows": rows, "bytes": target.stat().st_size, "stored": target.stat().st_size}
 
 
-def _xeroml(db: str, out: Path, compression: str) -> dict:
-    from xeroml_pipelines.clickhouse.source import export_query
+def _xeroml(db: str, out: Path, compression: str, file_format: str = "jsonl") -> dict:
+    from xeroml_pipelines.clickhouse.source import TableQuery
     from xeroml_pipelines.destinations.local import LocalFolder
     from xeroml_pipelines.export import engine
     from xeroml_pipelines.export.layout import Layout
     from xeroml_pipelines.export.stream import ExportStream
 
     ch = _clickhouse(db)
-    source = export_query(ch, "observations", "incremental", PROJECT)
+    source = TableQuery(ch, "observations", "incremental", PROJECT)
     stream = ExportStream("bench", PROJECT, "observations", "incremental", (_window(DAY),), source)
     t = time.perf_counter()
-    (m,) = engine.export(LocalFolder(path=str(out)), Layout("", compression), stream, None)
+    (m,) = engine.export(LocalFolder(path=str(out)), Layout("", compression, "dated", file_format), stream, None)
     return {"seconds": time.perf_counter() - t, "rows": m.rows, "bytes": m.uncompressed_bytes, "stored": m.bytes}
 
 
-def _definitions(db: str, out: Path):
+def _definitions(db: str, out: Path, file_format: str = "jsonl"):
     from xeroml_pipelines.config import parse_config
     from xeroml_pipelines.defs.location import build_definitions
 
@@ -120,6 +131,7 @@ exports:
     start_date: {DAY.isoformat()}
     tables: [observations]
     retries: 0
+    format: {file_format}
     destination: {{provider: local, path: "{out}"}}
 """
     return build_definitions(parse_config(config))
@@ -140,7 +152,11 @@ def _materialize(defs, partition: str | None = None, until: str | None = None) -
 
 
 def _totals(metadata: list) -> dict:
-    return {"rows": sum(m["rows"].value for m in metadata), "bytes": sum(m["uncompressed_bytes"].value for m in metadata)}
+    return {
+        "rows": sum(m["rows"].value for m in metadata),
+        "bytes": sum(m["uncompressed_bytes"].value for m in metadata),
+        "stored": sum(m["bytes"].value for m in metadata),
+    }
 
 
 def _dagster_run(db: str, out: Path) -> dict:
@@ -150,8 +166,8 @@ def _dagster_run(db: str, out: Path) -> dict:
     return {"seconds": time.perf_counter() - t, **_totals(metadata)}
 
 
-def _range_run(db: str, out: Path) -> dict:
-    defs = _definitions(db, out)
+def _range_run(db: str, out: Path, file_format: str = "jsonl") -> dict:
+    defs = _definitions(db, out, file_format)
     last = DAY + timedelta(days=RANGE_DAYS - 1)
     t = time.perf_counter()
     metadata = _materialize(defs, DAY.isoformat(), last.isoformat())
@@ -203,25 +219,29 @@ def _dlt(db: str, out: Path) -> dict:
     seconds = time.perf_counter() - t
     files = list((out / "dlt" / "bench" / "observations").glob("*.jsonl"))
     rows = sum(f.read_bytes().count(b"\n") for f in files)
-    return {"seconds": seconds, "rows": rows, "bytes": sum(f.stat().st_size for f in files)}
+    size = sum(f.stat().st_size for f in files)
+    return {"seconds": seconds, "rows": rows, "bytes": size, "stored": size}
 
 
 def _engine(db: str, out: Path) -> dict:
     _clickhouse(db).scalar("SELECT 1")
-    return {"seconds": 0.0, "rows": 0, "bytes": 0}
+    return {"seconds": 0.0, "rows": 0, "bytes": 0, "stored": 0}
 
 
 CHILDREN = {
     "engine": _engine,
     "native_final": lambda db, out: _native(db, out, same_selection=False),
     "native_same": lambda db, out: _native(db, out, same_selection=True),
+    "native_parquet": lambda db, out: _native(db, out, same_selection=True, parquet=True),
     "xeroml": lambda db, out: _xeroml(db, out, "none"),
+    "xeroml_parquet": lambda db, out: _xeroml(db, out, "zstd", "parquet"),
     "xeroml_zstd": lambda db, out: _xeroml(db, out, "zstd"),
     "xeroml_gzip": lambda db, out: _xeroml(db, out, "gzip"),
     "xeroml_dagster": _dagster_run,
     "xeroml_http": lambda db, out: _xeroml(db, out, "none"),
     "dlt": _dlt,
     "range_1x30": _range_run,
+    "range_1x30_parquet": lambda db, out: _range_run(db, out, "parquet"),
     "single_30x1": _single_runs,
 }
 
@@ -299,16 +319,24 @@ def _median_of(name: str, db: Path | str, work: Path, repeats: int) -> dict:
     rss = statistics.median(r["rss_mb"] for r in runs)
     if len({(r["rows"], r["bytes"]) for r in runs}) != 1:
         raise SystemExit(f"{name}: runs disagree on rows/bytes: {runs}")
-    return {"name": name, "seconds": seconds, "rows": runs[0]["rows"], "bytes": runs[0]["bytes"], "rss_mb": rss}
+    first = runs[0]
+    return {
+        "name": name,
+        "seconds": seconds,
+        "rows": first["rows"],
+        "bytes": first["bytes"],
+        "stored": first["stored"],
+        "rss_mb": rss,
+    }
 
 
 def _table(title: str, results: list[dict], baselines: tuple[str, ...]) -> str:
     base = {r["name"]: r["seconds"] for r in results if r["name"] in baselines}
-    head = ["path", "rows", "MB", "median s", "rows/s", "MB/s", "peak RSS MB", *(f"x {b}" for b in base)]
+    head = ["path", "rows", "MB", "file MB", "median s", "rows/s", "MB/s", "peak RSS MB", *(f"x {b}" for b in base)]
     lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         s = r["seconds"]
-        cells = [r["name"], f"{r['rows']:,}", f"{r['bytes'] / 1e6:,.0f}"]
+        cells = [r["name"], f"{r['rows']:,}", f"{r['bytes'] / 1e6:,.0f}", f"{r['stored'] / 1e6:,.1f}"]
         if s:
             cells += [f"{s:.2f}", f"{r['rows'] / s:,.0f}", f"{r['bytes'] / 1e6 / s:,.0f}"]
         else:
@@ -358,18 +386,20 @@ def main() -> None:
     for rows in args.rows:
         db = work / f"db-{rows}"
         _generate(db, rows, days=1)
-        names = ["engine", "native_final", "native_same", "xeroml", "xeroml_zstd", "xeroml_gzip", "xeroml_dagster"]
+        names = ["engine", "native_final", "native_same", "native_parquet", "xeroml", "xeroml_zstd", "xeroml_gzip"]
+        names += ["xeroml_parquet", "xeroml_dagster"]
         if have_dlt and rows <= args.dlt_max_rows:
             names.append("dlt")
         results = [_median_of(n, db, work, 1 if n == "dlt" else args.repeats) for n in names]
         with _clickhouse_server(db) as url:
             results.append(_median_of("xeroml_http", url, work, args.repeats))
-        print(_table(f"One partition of observations, {rows:,} rows requested", results, ("native_final", "native_same")))
+        baselines = ("native_final", "native_same", "native_parquet", "xeroml")
+        print(_table(f"One partition of observations, {rows:,} rows requested", results, baselines))
         print(flush=True)
     if args.range_rows_per_day:
         db = work / f"db-range-{args.range_rows_per_day}"
         _generate(db, args.range_rows_per_day, days=RANGE_DAYS)
-        results = [_median_of(n, db, work, args.repeats) for n in ("range_1x30", "single_30x1")]
+        results = [_median_of(n, db, work, args.repeats) for n in ("range_1x30", "single_30x1", "range_1x30_parquet")]
         print(_table(f"Backfill of {RANGE_DAYS} daily partitions (Dagster runs)", results, ("range_1x30",)))
 
 

@@ -9,7 +9,8 @@ from google.cloud import bigquery
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.definitions import build_definitions
-from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource
+from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, load_job_config, parquet_projection
+from xeroml_pipelines.warehouses.merge import merge_sql
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.support import Exporter, make_provider
 
@@ -21,8 +22,12 @@ def bq(request, monkeypatch):
     return server, resource
 
 
-@pytest.mark.parametrize("layout", ["dated", "hive"])
-def test_bigquery_load_from_the_gcs_export(exporter: Exporter, bq, request, tmp_path, monkeypatch, layout: str) -> None:
+# Parquet is checked as SQL below: bqemulator cannot create a table from a Parquet file's own
+# schema (it reads the file with DuckDB into a table that must exist), which BigQuery's load does.
+@pytest.mark.parametrize("layout,file_format", [("dated", "jsonl"), ("hive", "jsonl")])
+def test_bigquery_load_from_the_gcs_export(
+    exporter: Exporter, bq, request, tmp_path, monkeypatch, layout: str, file_format: str
+) -> None:
     server, resource = bq
     gcs = make_provider("gcs", request, tmp_path)
     for k, v in gcs.env.items():
@@ -42,7 +47,7 @@ def test_bigquery_load_from_the_gcs_export(exporter: Exporter, bq, request, tmp_
         client.create_dataset("xeroml_e2e", exists_ok=True)
     warehouse = {"type": "bigquery", "project": "xeroml-test", "dataset": "xeroml_e2e", "api_endpoint": server.url}
     defs = build_definitions(
-        exporter.config(tables=("traces",), destination=gcs.destination(), warehouse=warehouse, layout=layout)
+        exporter.config(tables=("traces",), destination=gcs.destination(), warehouse=warehouse, layout=layout, format=file_format)
     )
     assets = [defs.get_assets_def(AssetKey(["exp", "traces"])), defs.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))]
     for day in ("2025-01-15", "2025-01-16", "2025-01-15"):
@@ -93,3 +98,22 @@ exports:
 """
     with pytest.raises(ConfigError, match="must be provider: gcs"):
         parse_config(text)
+
+
+def test_bigquery_parquet_load_job_and_projection() -> None:
+    """What a Parquet load asks BigQuery for: the file's own schema (no explicit one), lists as
+    arrays, costs exact; the MERGE reads the staged rows through a projection onto the table's types."""
+    config = bigquery.LoadJobConfig(**load_job_config("parquet")).to_api_repr()["load"]
+    assert config["sourceFormat"] == "PARQUET" and config["writeDisposition"] == "WRITE_TRUNCATE"
+    assert config["decimalTargetTypes"] == ["NUMERIC", "BIGNUMERIC"]
+    assert config["parquetOptions"] == {"enableListInference": True}
+    assert "schema" not in config
+    sql = parquet_projection("observations", "`p.d.staging`", frozenset({"input", "output"}))
+    assert sql.startswith("(SELECT `id`, ") and sql.endswith(" FROM `p.d.staging`)")
+    assert (
+        "JSON_OBJECT(ARRAY(SELECT key FROM UNNEST(`metadata`.key_value)), ARRAY(SELECT value FROM UNNEST(`metadata`.key_value)))"
+        " AS `metadata`"
+    ) in sql
+    assert "CAST(`total_cost` AS FLOAT64) AS `total_cost`" in sql and "`input`" not in sql
+    merge = merge_sql("observations", "d.t", sql, quote="`", delete_alias=True).statements()
+    assert all(sql in statement for statement in merge)

@@ -16,6 +16,7 @@ from xeroml_pipelines import schemas
 from xeroml_pipelines.config import ConfigError, parse_config
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.warehouses import redshift
+from xeroml_pipelines.warehouses import snowflake as snowflake_warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.support import Exporter
@@ -37,8 +38,19 @@ def _snowflake(root: Path):
 
 # Hive folders are checked as SQL below: fakesnow reads a staged file with DuckDB, which turns a
 # `date=...` folder into an extra column that Snowflake's COPY never adds.
-@pytest.mark.parametrize("layout", ["dated"])
-def test_snowflake_load_through_dagster(exporter: Exporter, tmp_path: Path, layout: str) -> None:
+@pytest.mark.parametrize("layout,file_format", [("dated", "jsonl"), ("dated", "parquet")])
+def test_snowflake_load_through_dagster(
+    exporter: Exporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, layout: str, file_format: str
+) -> None:
+    if file_format == "parquet":
+        # fakesnow's COPY ... MATCH_BY_COLUMN_NAME looks the target's columns up where temporary
+        # tables are not listed: here the staging table is a plain one, the statements otherwise as sent.
+        original = snowflake_warehouse.staging_statements
+        monkeypatch.setattr(
+            snowflake_warehouse,
+            "staging_statements",
+            lambda *a: [s.replace("TEMPORARY TABLE", "TABLE") for s in original(*a)],
+        )
     insert(
         exporter.ch,
         "traces",
@@ -65,6 +77,7 @@ def test_snowflake_load_through_dagster(exporter: Exporter, tmp_path: Path, layo
             destination={"provider": "local", "path": str(root), "prefix": "xeroml-export"},
             warehouse=warehouse,
             layout=layout,
+            format=file_format,
         )
     )
     assets = [defs.get_assets_def(AssetKey(["exp", "traces"])), defs.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))]
@@ -77,6 +90,8 @@ def test_snowflake_load_through_dagster(exporter: Exporter, tmp_path: Path, layo
         assert [(r[0], r[1]) for r in rows] == [("a", "a2"), ("b", "chat")]
         assert json.loads(rows[0][2]) == ["x", "y"] and json.loads(rows[0][3]) == {"k": "v2"}
         assert cur.execute("SELECT id FROM xeroml_traces__tombstones").fetchall() == [("c",)]
+        if file_format == "parquet":
+            return
 
         # the spec's example, verbatim, into a one-VARIANT-column table: our folder holds only data
         cur.execute("CREATE TABLE xeroml_traces_raw (v VARIANT)")
@@ -105,6 +120,30 @@ def test_snowflake_statements_name_one_file() -> None:
     assert staging_statements("traces", "S", folder, name)[1] == (
         "COPY INTO xeroml_raw FROM @S/traces/date=2025-01-15/hour=13/ FILES = ('data.jsonl') FILE_FORMAT = (TYPE = 'JSON')"
     )
+
+
+def test_snowflake_parquet_statements() -> None:
+    from xeroml_pipelines.warehouses.snowflake import staging_statements
+
+    statements = staging_statements("observations", "S", "observations", "2025-01-15.parquet", frozenset({"input"}), "parquet")
+    assert statements[0].startswith('CREATE OR REPLACE TEMPORARY TABLE xeroml_staging ("id" VARCHAR, ')
+    assert '"metadata" OBJECT' in statements[0] and '"input"' not in statements[0]
+    assert statements[1] == (
+        "COPY INTO xeroml_staging FROM @S/observations/ FILES = ('2025-01-15.parquet') "
+        "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE"
+    )
+
+
+def test_redshift_parquet_copy_sql() -> None:
+    role = "arn:aws:iam::123456789012:role/redshift-export-reader"
+    uri = "s3://bkt/xeroml-export/observations/date=2025-01-15/data.parquet"
+    statements = redshift.load_statements("observations", "a.t", uri, role, "eu-west-1", frozenset({"input"}), "parquet")
+    # the file's columns in its order (COPY from Parquet matches by position), costs exact
+    assert statements[0].startswith('CREATE TEMP TABLE xeroml_staging ("id" VARCHAR(65535), "trace_id" VARCHAR(65535), ')
+    assert '"total_cost" DECIMAL(18, 12)' in statements[0] and '"cost_details" SUPER' in statements[0]
+    assert '"input"' not in statements[0] and '"output" SUPER' in statements[0]
+    assert statements[1] == f"COPY xeroml_staging FROM '{uri}' IAM_ROLE '{role}' FORMAT AS PARQUET REGION 'eu-west-1'"
+    assert statements[2:-1] == merge_sql("observations", "a.t", "xeroml_staging", exclude=frozenset({"input"})).statements()
 
 
 def test_redshift_copy_and_merge_sql() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict
 
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.formats import FileFormat
 
 MANIFEST_FORMAT = "xeroml-export-manifest/1"
 
@@ -21,7 +22,7 @@ class Manifest(BaseModel):
     window: dict[str, str]
     object_key: str | None  # None: the window had no rows, so no data object exists
     uri: str | None
-    file_format: str = "jsonl"  # jsonl | parquet (manifests before Parquet existed: jsonl)
+    file_format: FileFormat = "jsonl"  # manifests written before Parquet existed have none: jsonl
     compression: str  # jsonl: of the whole file; parquet: the codec of its column chunks
     rows: int
     tombstones: int

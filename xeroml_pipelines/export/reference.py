@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from xeroml_pipelines.export.formats import FileFormat
 from xeroml_pipelines.export.manifest import Manifest
 
 
@@ -16,6 +17,7 @@ class ExportedPartition(BaseModel):
     rows: int
     bytes: int
     sha256: str | None
+    file_format: FileFormat = "jsonl"
     compression: str
 
     @classmethod
@@ -29,5 +31,6 @@ class ExportedPartition(BaseModel):
             rows=manifest.rows,
             bytes=manifest.bytes,
             sha256=manifest.sha256,
+            file_format=manifest.file_format,
             compression=manifest.compression,
         )

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from dagster import ConfigurableResource
 
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.formats import FileFormat
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 
 
@@ -21,9 +22,16 @@ class LoadResult:
 class Warehouse(ConfigurableResource):
     @abstractmethod
     def load(
-        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+        self,
+        table: str,
+        object_key: str | None,
+        project_id: str,
+        source: Destination,
+        exclude: frozenset[str] = NO_EXCLUSIONS,
+        file_format: FileFormat = "jsonl",
     ) -> LoadResult:
         """Merge one partition's object (None: the partition had no rows) from the export's
         destination `source`, which each warehouse addresses its own way: a local copy, a stage
         path, a gs:// or s3:// URI. `exclude`: the columns the export's field selection leaves
-        out; the table is created with the others."""
+        out; the table is created with the others. `file_format`: the object's, as its manifest
+        says: each warehouse reads Parquet natively."""

@@ -1,5 +1,7 @@
-"""BigQuery: `load_table_from_uri` of the GCS export (NEWLINE_DELIMITED_JSON, explicit schema)
-into a staging table, then MERGE, through dagster-gcp's BigQueryResource."""
+"""BigQuery: `load_table_from_uri` of the GCS export into a staging table, then MERGE, through
+dagster-gcp's BigQueryResource. JSON lines load with an explicit schema; Parquet files bring
+their own (lists as ARRAY, DECIMAL(18, 12) as BIGNUMERIC), and the MERGE reads them through a
+projection onto the table's types."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.formats import FileFormat
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
@@ -39,8 +42,32 @@ class BigQueryClientResource(BigQueryResource):
         )
 
 
-def load_job_config() -> dict:
+def load_job_config(file_format: FileFormat = "jsonl") -> dict:
+    if file_format == "parquet":
+        return {
+            "source_format": "PARQUET",
+            "write_disposition": "WRITE_TRUNCATE",
+            # NUMERIC holds 9 decimals, the costs have 12: BIGNUMERIC keeps them exact
+            "decimal_target_types": ["NUMERIC", "BIGNUMERIC"],
+            "parquet_options": bigquery.ParquetOptions.from_api_repr({"enableListInference": True}),
+        }
     return {"source_format": "NEWLINE_DELIMITED_JSON", "write_disposition": "WRITE_TRUNCATE"}
+
+
+def parquet_projection(table: str, staging: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> str:
+    """The staged Parquet rows in the table's types: a MAP arrives as repeated key/value records
+    (made a JSON object again), a cost as BIGNUMERIC (made FLOAT64)."""
+    out = []
+    for name, annotation, _ in schemas.columns(table, exclude):
+        type_ = schemas.column_type(annotation, "bigquery")
+        if type_ == "JSON":
+            pairs = f"UNNEST(`{name}`.key_value)"
+            out.append(f"JSON_OBJECT(ARRAY(SELECT key FROM {pairs}), ARRAY(SELECT value FROM {pairs})) AS `{name}`")
+        elif type_ == "FLOAT64":
+            out.append(f"CAST(`{name}` AS FLOAT64) AS `{name}`")
+        else:
+            out.append(f"`{name}`")
+    return f"(SELECT {', '.join(out)} FROM {staging})"
 
 
 class BigQueryWarehouse(Warehouse):
@@ -49,7 +76,13 @@ class BigQueryWarehouse(Warehouse):
     table_prefix: str = "xeroml_"
 
     def load(
-        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+        self,
+        table: str,
+        object_key: str | None,
+        project_id: str,
+        source: Destination,
+        exclude: frozenset[str] = NO_EXCLUSIONS,
+        file_format: FileFormat = "jsonl",
     ) -> LoadResult:
         target = f"{self.dataset}.{self.table_prefix}{table}"  # validated identifiers: no quoting needed
         with self.bigquery.get_client() as client:
@@ -59,15 +92,16 @@ class BigQueryWarehouse(Warehouse):
             rows = 0
             if object_key is not None:
                 staging_id = f"{client.project}.{self.dataset}.{self.table_prefix}{table}__staging_{uuid.uuid4().hex[:8]}"
-                schema = [
-                    bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in schemas.bigquery_schema(table, exclude)
-                ]
-                job = client.load_table_from_uri(
-                    source.uri(object_key), staging_id, job_config=bigquery.LoadJobConfig(schema=schema, **load_job_config())
-                )
+                config = bigquery.LoadJobConfig(**load_job_config(file_format))
+                if file_format == "jsonl":
+                    fields = schemas.bigquery_schema(table, exclude)
+                    config.schema = [bigquery.SchemaField(f["name"], f["type"], mode=f["mode"]) for f in fields]
+                job = client.load_table_from_uri(source.uri(object_key), staging_id, job_config=config)
                 job.result()
                 rows = job.output_rows or 0
                 staging = f"`{staging_id}`"
+                if file_format == "parquet":
+                    staging = parquet_projection(table, staging, exclude)
                 try:
                     # each statement only moves the table towards the file: a cut-short load is completed by a re-run
                     for statement in merge_sql(

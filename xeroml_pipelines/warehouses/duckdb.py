@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.formats import FileFormat
 from xeroml_pipelines.identifiers import validate_identifier
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
@@ -54,7 +55,13 @@ class DuckDBWarehouse(Warehouse):
         con.execute(merge_sql(table, self.target(table), "staging").tombstones_ddl("VARCHAR", "TIMESTAMPTZ"))
 
     def load(
-        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+        self,
+        table: str,
+        object_key: str | None,
+        project_id: str,
+        source: Destination,
+        exclude: frozenset[str] = NO_EXCLUSIONS,
+        file_format: FileFormat = "jsonl",
     ) -> LoadResult:
         target = self.target(table)
         with tempfile.TemporaryDirectory() as tmp, self.connect() as con:
@@ -69,8 +76,12 @@ class DuckDBWarehouse(Warehouse):
                 try:
                     # The file's own schema is the contract: explicit column types, nothing inferred,
                     # and no `date` column taken from a hive-layout path (`date=.../data.jsonl`).
-                    options = f"format = 'newline_delimited', columns = {columns!r}, hive_partitioning = false"
-                    read = f"read_json(?, {options})"
+                    if file_format == "parquet":  # typed by the file: the table's types by cast
+                        typed = ", ".join(f'CAST("{name}" AS {type_}) AS "{name}"' for name, type_ in columns.items())
+                        read = f"(SELECT {typed} FROM read_parquet(?, hive_partitioning = false))"
+                    else:
+                        options = f"format = 'newline_delimited', columns = {columns!r}, hive_partitioning = false"
+                        read = f"read_json(?, {options})"
                     con.execute(f"CREATE TEMP TABLE staging AS SELECT * FROM {read}", [str(local)])
                     rows = _count(con, "SELECT count(*) FROM staging")
                     for statement in merge_sql(table, target, "staging", exclude=exclude).statements():

@@ -1,4 +1,4 @@
-"""Redshift: COPY ... FORMAT AS JSON from the S3 export with an IAM role, then MERGE.
+"""Redshift: COPY ... FORMAT AS JSON (or PARQUET) from the S3 export with an IAM role, then MERGE.
 
 Large prompts and completions go to SUPER columns (VARCHAR stops at 64 KB). No Redshift runs
 here: the statements are checked as SQL, and the MERGE they share with DuckDB runs there.
@@ -12,6 +12,7 @@ from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.formats import FileFormat
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
@@ -20,15 +21,40 @@ STAGING = "xeroml_staging"
 _COMPRESSION = {".gz": " GZIP", ".zst": " ZSTD"}
 
 
+def parquet_staging_ddl(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> str:
+    """COPY from Parquet matches columns by position and takes no type conversions: the staging
+    table has the file's columns in its order, with its exact costs (DECIMAL(18, 12))."""
+    columns = []
+    for name, annotation, _ in schemas.columns(table, exclude):
+        exact = "decimal(18,12)" in schemas.unwrap(annotation)[2]
+        columns.append(f'"{name}" {"DECIMAL(18, 12)" if exact else schemas.column_type(annotation, "redshift")}')
+    return f"CREATE TEMP TABLE {STAGING} ({', '.join(columns)})"
+
+
 def load_statements(
-    table: str, target: str, s3_uri: str, iam_role_arn: str, region: str | None, exclude: frozenset[str] = NO_EXCLUSIONS
+    table: str,
+    target: str,
+    s3_uri: str,
+    iam_role_arn: str,
+    region: str | None,
+    exclude: frozenset[str] = NO_EXCLUSIONS,
+    file_format: FileFormat = "jsonl",
 ) -> list[str]:
-    compression = next((option for ext, option in _COMPRESSION.items() if s3_uri.endswith(ext)), "")
     region_clause = f" REGION '{region}'" if region else ""
+    if file_format == "parquet":
+        staging = [
+            parquet_staging_ddl(table, exclude),
+            f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' FORMAT AS PARQUET{region_clause}",
+        ]
+    else:
+        compression = next((option for ext, option in _COMPRESSION.items() if s3_uri.endswith(ext)), "")
+        staging = [
+            f"CREATE TEMP TABLE {STAGING} (LIKE {target})",
+            f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' "
+            f"FORMAT AS JSON 'auto' TIMEFORMAT 'auto'{compression}{region_clause}",
+        ]
     return [
-        f"CREATE TEMP TABLE {STAGING} (LIKE {target})",
-        f"COPY {STAGING} FROM '{s3_uri}' IAM_ROLE '{iam_role_arn}' "
-        f"FORMAT AS JSON 'auto' TIMEFORMAT 'auto'{compression}{region_clause}",
+        *staging,
         *merge_sql(table, target, STAGING, exclude=exclude).statements(),
         f"DROP TABLE {STAGING}",
     ]
@@ -53,7 +79,13 @@ class RedshiftWarehouse(Warehouse):
         )
 
     def load(
-        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+        self,
+        table: str,
+        object_key: str | None,
+        project_id: str,
+        source: Destination,
+        exclude: frozenset[str] = NO_EXCLUSIONS,
+        file_format: FileFormat = "jsonl",
     ) -> LoadResult:
         target = f"{self.db_schema}.{self.table_prefix}{table}"
         merge = merge_sql(table, target, STAGING, exclude=exclude)
@@ -64,7 +96,8 @@ class RedshiftWarehouse(Warehouse):
             cur.execute(merge.tombstones_ddl("VARCHAR(512)", "TIMESTAMPTZ"))
             rows = 0
             if object_key is not None:
-                for statement in load_statements(table, target, source.uri(object_key), self.iam_role_arn, self.region, exclude):
+                uri = source.uri(object_key)
+                for statement in load_statements(table, target, uri, self.iam_role_arn, self.region, exclude, file_format):
                     cur.execute(statement)
                     if statement.startswith("COPY"):
                         cur.execute("SELECT pg_last_copy_count()")

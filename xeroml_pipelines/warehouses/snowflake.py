@@ -1,4 +1,6 @@
-"""Snowflake: COPY INTO a VARIANT staging table from a stage over the export's bucket, then MERGE.
+"""Snowflake: COPY INTO a staging table from a stage over the export's bucket, then MERGE. JSON
+lines go through a VARIANT column and are typed by a SELECT; Parquet files load straight into
+typed columns (MATCH_BY_COLUMN_NAME).
 
 The stage (created by the user, e.g. `CREATE STAGE xeroml_stage URL = 's3://bucket/xeroml-export/'
 STORAGE_INTEGRATION = ...`) is rooted at the export's prefix, so a file's stage path is its key
@@ -13,6 +15,7 @@ from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.formats import FileFormat
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
@@ -27,9 +30,18 @@ def stage_path(object_key: str, prefix: str) -> tuple[str, str]:
     return folder, name
 
 
-def staging_statements(table: str, stage: str, folder: str, name: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list[str]:
+def staging_statements(
+    table: str, stage: str, folder: str, name: str, exclude: frozenset[str] = NO_EXCLUSIONS, file_format: FileFormat = "jsonl"
+) -> list[str]:
     """Temporary tables only (DDL commits implicitly in Snowflake, so these stay outside the
     transaction of the merge)."""
+    if file_format == "parquet":
+        columns = ", ".join(f'"{n}" {schemas.column_type(a, "snowflake")}' for n, a, _ in schemas.columns(table, exclude))
+        return [
+            f"CREATE OR REPLACE TEMPORARY TABLE {STAGING} ({columns})",
+            f"COPY INTO {STAGING} FROM @{stage}/{folder}/ FILES = ('{name}') "
+            "FILE_FORMAT = (TYPE = PARQUET) MATCH_BY_COLUMN_NAME = CASE_INSENSITIVE",
+        ]
     typed = ", ".join(f'v:"{n}"::{schemas.column_type(a, "snowflake")} AS "{n}"' for n, a, _ in schemas.columns(table, exclude))
     return [
         f"CREATE OR REPLACE TEMPORARY TABLE {RAW} (v VARIANT)",
@@ -64,7 +76,13 @@ class SnowflakeWarehouse(Warehouse):
         )
 
     def load(
-        self, table: str, object_key: str | None, project_id: str, source: Destination, exclude: frozenset[str] = NO_EXCLUSIONS
+        self,
+        table: str,
+        object_key: str | None,
+        project_id: str,
+        source: Destination,
+        exclude: frozenset[str] = NO_EXCLUSIONS,
+        file_format: FileFormat = "jsonl",
     ) -> LoadResult:
         target = f"{self.table_prefix}{table}"
         merge = merge_sql(table, target, STAGING, exclude=exclude)
@@ -76,7 +94,7 @@ class SnowflakeWarehouse(Warehouse):
             rows = 0
             if object_key is not None:
                 folder, name = stage_path(object_key, source.prefix)
-                for statement in staging_statements(table, self.stage, folder, name, exclude):
+                for statement in staging_statements(table, self.stage, folder, name, exclude, file_format):
                     cur.execute(statement)
                 rows = cur.execute(f"SELECT count(*) FROM {STAGING}").fetchone()[0]
                 # Autocommit, statement by statement: each one only ever moves the table towards

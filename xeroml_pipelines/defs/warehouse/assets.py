@@ -57,7 +57,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         # one partition arrives bare, a range as a dict: loaded oldest first
         parts = [exported] if isinstance(exported, ExportedPartition) else [exported[k] for k in sorted(exported)]
         for part in parts:
-            result = warehouse.load(table, part.object_key, export.project_id, source, export.excluded(table))
+            result = warehouse.load(table, part.object_key, export.project_id, source, export.excluded(table), part.file_format)
             context.log.info(f"{table} {part.partition}: {result.rows_in_file} lines merged into {result.target}")
             context.add_asset_metadata(
                 {
