@@ -43,8 +43,11 @@ def _published(out: Path) -> dict[str, bytes]:
     }
 
 
-@pytest.mark.parametrize("layout", ["dated", "hive"])
-def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical(tmp_path: Path, layout: str) -> None:
+# Parquet without a codec: a file as large as the lines, so the kill falls mid-upload.
+@pytest.mark.parametrize("layout,file_format", [("dated", "jsonl"), ("hive", "jsonl"), ("hive", "parquet")])
+def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical(
+    tmp_path: Path, layout: str, file_format: str
+) -> None:
     out = tmp_path / "export"
     config = tmp_path / "xeroml.yaml"
     config.write_text(
@@ -59,6 +62,8 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
                         "destination": {"provider": "local", "path": str(out)},
                         "retries": 0,
                         "layout": layout,
+                        "format": file_format,
+                        "compression": "none",
                     }
                 ],
             }
@@ -68,7 +73,8 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
     _finish(_xeroml(config, "seed", "--start", DAY, "--days", "1", "--traces-per-day", "20000"))
     _finish(_xeroml(config, "export", DAY))
     good = _published(out)
-    observations = f"observations/{DAY}.jsonl" if layout == "dated" else f"observations/date={DAY}/data.jsonl"
+    ext = ".parquet" if file_format == "parquet" else ".jsonl"
+    observations = f"observations/{DAY}{ext}" if layout == "dated" else f"observations/date={DAY}/data{ext}"
     assert observations in good and len(good[observations]) > 20 << 20
 
     proc = _xeroml(config, "export", DAY)

@@ -4,9 +4,11 @@ against its real emulator on 127.0.0.1."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from urllib.parse import unquote
 
+import pyarrow.parquet as pq
 import pytest
 
 from xeroml_pipelines.destinations.azure import _BlockUpload
@@ -127,6 +129,32 @@ def test_hive_layout_keys_rerun_and_switch(exporter: Exporter, provider: Provide
     assert provider.get(f"{PREFIX}-hourly/_manifests/traces/2025-01-16/13.json") is not None
 
 
+def test_parquet_objects_rerun_and_format_switch(exporter: Exporter, provider: Provider) -> None:
+    """Parquet in hive folders: the bytes of a local export, a byte-identical rerun, one object
+    per partition when the format changes, the format in the manifest."""
+    _seed(exporter, n=300)
+    exporter.run("2025-01-15", destination=provider.destination())
+    files = {"layout": "hive", "format": "parquet"}
+    exporter.run("2025-01-15", destination=provider.destination(), **files)
+    listed = provider.keys()  # the bucket's object keys, as its own client lists them
+    for table in TABLES:
+        key = data_key(table, "2025-01-15", ".parquet", layout="hive")
+        assert [k for k in listed if k.startswith(f"{PREFIX}/{table}/")] == [key]  # the .jsonl is gone
+        stored = provider.get(key)
+        assert pq.ParquetFile(io.BytesIO(stored)).metadata.num_rows == (300 if table != "sessions" else 5)
+        manifest = json.loads(provider.get(manifest_key(table, "2025-01-15")))
+        assert (manifest["file_format"], manifest["compression"], manifest["object_key"]) == ("parquet", "zstd", key)
+        assert manifest["sha256"] == hashlib.sha256(stored).hexdigest() and manifest["bytes"] == len(stored)
+        exporter.run("2025-01-15", tables=(table,), **files)  # into the plain local folder: the reference
+        assert stored == (exporter.out / table / "date=2025-01-15" / "data.parquet").read_bytes()
+    exporter.run("2025-01-15", destination=provider.destination(), **files)
+    for table in TABLES:
+        assert (
+            provider.get(data_key(table, "2025-01-15", ".parquet", layout="hive"))
+            == (exporter.out / table / "date=2025-01-15" / "data.parquet").read_bytes()
+        )
+
+
 def _small_parts(name: str) -> dict:
     return {"s3": {"part_size_mib": 5}, "gcs": {"chunk_size_mib": 1}, "azure": {"block_size_mib": 1}, "local": {}}[name]
 
@@ -173,10 +201,11 @@ def _route_through(provider: Provider, proxy: TcpProxy, monkeypatch: pytest.Monk
     return {}
 
 
-@pytest.mark.parametrize("layout", ["dated", "hive"])
+# Parquet without a codec: the 13 MB of text stay 13 MB, so the cut falls mid-upload.
+@pytest.mark.parametrize("layout,file_format", [("dated", "jsonl"), ("hive", "jsonl"), ("hive", "parquet")])
 @pytest.mark.parametrize("name", ["s3", "gcs", "azure"])
 def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(
-    exporter, request, tmp_path, monkeypatch, name: str, layout: str
+    exporter, request, tmp_path, monkeypatch, name: str, layout: str, file_format: str
 ) -> None:
     from xeroml_pipelines_tests.support import make_provider
 
@@ -195,13 +224,20 @@ def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(
     try:
         dest = provider.destination(**_small_parts(name), **_route_through(provider, proxy, monkeypatch))
         _seed(exporter, n=20)
-        key = data_key("traces", "2025-01-15", layout=layout)
-        exporter.run("2025-01-15", tables=("traces",), destination=dest, layout=layout)
+        ext = ".parquet" if file_format == "parquet" else ".jsonl"
+        key = data_key("traces", "2025-01-15", ext, layout=layout)
+        files = {"layout": layout, "format": file_format, "compression": "none"}
+        exporter.run("2025-01-15", tables=("traces",), destination=dest, **files)
         good = provider.get(key)
         assert good is not None
         good_manifest = provider.get(manifest_key("traces", "2025-01-15"))
 
-        insert(exporter.ch, "traces", [trace(f"big{i:05d}", "2025-01-15 11:00", input="y" * 5000) for i in range(2600)])
+        # distinct values: Parquet's dictionary encoding would fold repeated ones to nothing
+        big = [
+            trace(f"big{i:05d}", "2025-01-15 11:00", input=(hashlib.sha256(b"%d" % i).hexdigest() * 79)[:5000])
+            for i in range(2600)
+        ]
+        insert(exporter.ch, "traces", big)
         upload_class = UPLOADS[name]
         real_write = upload_class.write
         sent = {"bytes": 0}
@@ -214,15 +250,21 @@ def test_server_lost_mid_upload_leaves_nothing_and_a_retry_succeeds(
 
         monkeypatch.setattr(upload_class, "write", write_then_cut)
         with pytest.raises(Exception, match="cannot reach|unavailable"):
-            exporter.run("2025-01-15", tables=("traces",), destination=dest, layout=layout)
+            exporter.run("2025-01-15", tables=("traces",), destination=dest, **files)
         proxy.restore()
         # read directly from the emulator: the previous object and manifest are untouched
         assert provider.get(key) == good
         assert provider.get(manifest_key("traces", "2025-01-15")) == good_manifest
 
         monkeypatch.setattr(upload_class, "write", real_write)
-        exporter.run("2025-01-15", tables=("traces",), destination=dest, layout=layout)
-        assert len(provider.get(key).splitlines()) == 2620
+        exporter.run("2025-01-15", tables=("traces",), destination=dest, **files)
+        stored = provider.get(key)
+        assert (
+            pq.ParquetFile(io.BytesIO(stored)).metadata.num_rows if file_format == "parquet" else len(stored.splitlines())
+        ) == 2620
+        # the reference: the same partition written to a local folder
+        exporter.run("2025-01-15", tables=("traces",), **files)
+        assert stored == (exporter.out / key.removeprefix(f"{PREFIX}/")).read_bytes()
     finally:
         proxy.close()
 

@@ -25,6 +25,7 @@ _CONTENT_TYPES = {
     ".jsonl": "application/x-ndjson",
     ".gz": "application/gzip",
     ".zst": "application/zstd",
+    ".parquet": "application/vnd.apache.parquet",
 }
 
 
