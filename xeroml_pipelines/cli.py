@@ -87,6 +87,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
 
     config = load_config()
+    if args.format:
+        config = config.with_format(args.format)
     spec = DemoSpec(start=DEMO_START, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
     if seed_if_empty(config.clickhouse.resource(), spec):
         print(f"seeded demo data: {args.days} days from {DEMO_START}, {args.traces_per_day} traces/day/project")
@@ -175,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--traces-per-day", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--format", choices=["jsonl", "parquet"], help="write these files whatever the configuration says")
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("seed", help="create the schema and fill it with demo data if it holds no traces")

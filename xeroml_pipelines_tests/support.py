@@ -80,11 +80,13 @@ class Exporter:
         return json.loads((self.out / "_manifests" / table / f"{rel}.json").read_text())
 
 
-def assert_same_exports(a: Exporter, b: Exporter, tables: tuple[str, ...], days: list[str], fields: tuple[str, ...]) -> None:
+def assert_same_exports(
+    a: Exporter, b: Exporter, tables: tuple[str, ...], days: list[str], fields: tuple[str, ...], ext: str = ".jsonl"
+) -> None:
     """Two exports of the same data wrote the same files and manifests (`fields` of them)."""
     for table in tables:
         for day in days:
-            pa, pb = a.path(table, day), b.path(table, day)
+            pa, pb = a.path(table, day, ext), b.path(table, day, ext)
             assert pa.exists() == pb.exists(), (table, day)
             if pa.exists():
                 assert pa.read_bytes() == pb.read_bytes(), (table, day)

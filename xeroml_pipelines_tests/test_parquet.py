@@ -6,6 +6,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import duckdb
@@ -23,6 +27,7 @@ from xeroml_pipelines_tests import parquet_records
 from xeroml_pipelines_tests.factories import insert, observation, score, trace
 from xeroml_pipelines_tests.support import Exporter
 
+REPO = Path(__file__).resolve().parents[1]
 DAY = "2025-01-15"
 BIG = "x" * (1024 * 1024 - 3) + "end"  # a 1 MiB prompt
 ODD_KEYS = {"": "empty key", "key.with.dots": 'quote"d', "ключ": "значение", "emoji 🚀": "🎉", "tab\there": "new\nline"}
@@ -213,3 +218,47 @@ def test_duckdb_loads_parquet_into_the_same_tables_as_json(ch: ClickHouseResourc
     assert set(traces) == {"t1", "bad", "t3"} - {"t3"} | {"next-day"}
     costs = {row[0]: row for row in tables["parquet"]["observations"]}
     assert set(costs) == {"o1", "o2"}
+
+
+def _demo(cwd: Path, *args: str) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("XEROML_CONFIG", "DAGSTER_HOME")}
+    exe = Path(sys.executable).with_name("xeroml")
+    done = subprocess.run(
+        [str(exe), "demo", "--days", "2", "--traces-per-day", "150", *args], cwd=cwd, env=env, capture_output=True
+    )
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+    return done.stdout.decode()
+
+
+def test_readme_demo_in_parquet_and_its_duckdb_queries(tmp_path: Path) -> None:
+    """`xeroml demo --format parquet` replaces the JSON files of the same partitions, and README's
+    DuckDB query and shell one-liner, run verbatim, read the records the JSON files held."""
+    _demo(tmp_path)
+    export = tmp_path / "xeroml-export"
+    with duckdb.connect() as con:
+        expected = con.execute(
+            "SELECT type, count(*) FROM read_json(?) WHERE NOT is_deleted GROUP BY type ORDER BY type",
+            [str(export / "observations" / "*.jsonl")],
+        ).fetchall()
+    _demo(tmp_path, "--format", "parquet")  # exits 0 only if the warehouse loads of the Parquet files succeeded
+    assert not list(export.rglob("*.jsonl")) and len(list((export / "observations").glob("*.parquet"))) >= 2
+    readme = (REPO / "README.md").read_text()
+    query = readme.split("```sql\n-- DuckDB, Parquet files\n", 1)[1].split("```", 1)[0]
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)  # README runs it where `xeroml demo` writes ./xeroml-export
+        rows = duckdb.connect().execute(query).fetchall()
+    finally:
+        os.chdir(cwd)
+    assert [(t, n) for t, n, _ in rows] == expected and all(cost > 0 for _, _, cost in rows if _ == "GENERATION")
+    one_liner = readme.split('```bash\npython -c "import duckdb;', 1)[1].split("\n```", 1)[0]
+    shell = subprocess.run(
+        ["bash", "-c", 'python -c "import duckdb;' + one_liner],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        capture_output=True,
+        text=True,
+    )
+    assert shell.returncode == 0, shell.stderr
+    for type_, n in expected:
+        assert re.search(rf"│ {type_}\s+│\s+{n} │", shell.stdout), shell.stdout

@@ -27,11 +27,14 @@ def demo(chdb_url: str, tmp_path) -> tuple[Exporter, Exporter]:
     ch.get_client().command(f"DROP DATABASE `{ch.database}`")
 
 
-@pytest.mark.parametrize("mode,group", [("incremental", None), ("snapshot", None), ("incremental", 3)])
-def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None, monkeypatch) -> None:
+@pytest.mark.parametrize(
+    "mode,group,file_format",
+    [("incremental", None, "jsonl"), ("snapshot", None, "jsonl"), ("incremental", 3, "jsonl"), ("incremental", 3, "parquet")],
+)
+def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None, file_format: str, monkeypatch) -> None:
     per_day, ranged = demo
     for day in DAYS:
-        per_day.run(day, mode=mode)
+        per_day.run(day, mode=mode, format=file_format)
 
     queries = []
     real = ClickHouseResource.stream_arrow
@@ -43,14 +46,13 @@ def test_range_run_equals_per_partition_runs(demo, mode: str, group: int | None,
     monkeypatch.setattr(ClickHouseResource, "stream_arrow", counting)
     if group:  # as a cloud destination with big upload buffers does
         monkeypatch.setattr(engine, "partitions_per_query", lambda destination, fmt: group)
-    result = ranged.run(DAYS[0], until=DAYS[-1], mode=mode)
+    result = ranged.run(DAYS[0], until=DAYS[-1], mode=mode, format=file_format)
     # one scan per table for the range, or per group of `group` partitions, in time order
     starts = [q["window_start"][:10] for q in queries]
     assert starts == DAYS[:: group or len(DAYS)] * len(TABLES)
 
-    assert_same_exports(
-        per_day, ranged, TABLES, DAYS, ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window", "object_key")
-    )
+    fields = ("rows", "tombstones", "bytes", "sha256", "fingerprint", "window", "object_key", "parquet_schema")
+    assert_same_exports(per_day, ranged, TABLES, DAYS, fields, ".parquet" if file_format == "parquet" else ".jsonl")
     assert ranged.manifest("traces", "2025-01-12")["rows"] == 0  # the empty day has its manifest
 
     rows = {
@@ -82,3 +84,19 @@ def test_failure_mid_range_keeps_committed_partitions(demo, monkeypatch) -> None
     monkeypatch.setattr(PartitionWriter, "commit", real_commit)
     ranged.run(DAYS[0], until=DAYS[-1], tables=("traces",))
     assert all((ranged.out / "_manifests" / "traces" / f"{d}.json").exists() for d in DAYS)
+
+
+def test_open_row_groups_count_in_the_per_query_budget() -> None:
+    """A range query keeps one upload buffer per open file, and a Parquet file also its open row group."""
+    from xeroml_pipelines.destinations.local import LocalFolder
+    from xeroml_pipelines.destinations.s3 import S3Bucket
+    from xeroml_pipelines.destinations.s3_client import S3ClientResource
+    from xeroml_pipelines.export.formats import format_for
+    from xeroml_pipelines.export.parquet import ROW_GROUP_BYTES
+
+    jsonl, parquet = format_for("jsonl", "none", "traces", frozenset()), format_for("parquet", "zstd", "traces", frozenset())
+    local, s3 = LocalFolder(path="/tmp/x"), S3Bucket(s3=S3ClientResource(), bucket="b", part_size_mib=64)
+    assert engine.partitions_per_query(local, jsonl) is None  # nothing buffered: the whole range in one query
+    assert engine.partitions_per_query(local, parquet) == engine.FILE_BUFFERS_BUDGET // ROW_GROUP_BYTES == 16
+    assert engine.partitions_per_query(s3, jsonl) == 8
+    assert engine.partitions_per_query(s3, parquet) == 5  # 512 MiB / (64 MiB part + 32 MiB row group)

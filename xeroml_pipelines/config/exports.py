@@ -144,6 +144,11 @@ class XeroMLConfig(Strict):
     clickhouse: ClickHouseConfig
     exports: tuple[ExportConfig, ...]
 
+    def with_format(self, file_format: FileFormat) -> XeroMLConfig:
+        """Every export writing `file_format` files (validated again: a codec may not fit it)."""
+        exports = [{**e.model_dump(), "format": file_format} for e in self.exports]
+        return XeroMLConfig.model_validate({**self.model_dump(), "exports": exports})
+
     @model_validator(mode="after")
     def _distinct(self) -> XeroMLConfig:
         if not self.exports:

@@ -72,6 +72,15 @@ class TypedRows:
     sizes: npt.NDArray[np.uint64]  # each row's size in memory
 
 
+def _null_where(column: pa.Array, dead: pa.Array) -> pa.Array:
+    """`column` with nulls where `dead` is true. A flat column keeps its data buffers and gets a
+    new validity bitmap: `if_else` would copy every prompt and completion of the batch."""
+    keep = pc.invert(dead) if column.null_count == 0 else pc.and_(pc.is_valid(column), pc.invert(dead))
+    if pa.types.is_nested(column.type) or column.offset or keep.offset:
+        return pc.if_else(dead, pa.scalar(None, column.type), column)
+    return pa.Array.from_buffers(column.type, len(column), [keep.buffers()[1], *column.buffers()[1:]])
+
+
 class ParquetEncoder:
     """One file: rows gathered into row groups, each encoded and sent to the sink when it closes."""
 
@@ -168,7 +177,7 @@ class Parquet:
         if pc.any(tombstones).as_py():
             columns = list(records.columns)
             for i in self._nulled:
-                columns[i] = pc.if_else(tombstones, pa.scalar(None, columns[i].type), columns[i])
+                columns[i] = _null_where(columns[i], tombstones)
             records = pa.RecordBatch.from_arrays(columns, schema=self.schema)
         sizes = part.column("_row_bytes").to_numpy(zero_copy_only=False).astype(np.uint64, copy=False)
         return TypedRows(records, sizes)
