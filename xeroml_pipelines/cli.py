@@ -154,7 +154,11 @@ def cmd_schemas(args: argparse.Namespace) -> int:
         tables = args.table or list(export.tables)
         exclude = {t: export.excluded(t) for t in tables}
     selected = {t: exclude.get(t, schemas.NO_EXCLUSIONS) for t in tables}
-    if args.format in ("jsonschema", "bigquery"):
+    if args.format == "parquet":  # the schema of the Parquet files, as Arrow names it
+        from xeroml_pipelines.export.parquet import arrow_schema
+
+        print("\n\n".join(f"-- {t}\n{arrow_schema(t, selected[t]).to_string(show_schema_metadata=False)}" for t in tables))
+    elif args.format in ("jsonschema", "bigquery"):
         rendered = {t: json.loads(schemas.render(t, args.format, selected[t])) for t in tables}
         print(json.dumps(rendered if len(tables) > 1 else rendered[tables[0]], indent=2))
     else:
@@ -199,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_verify)
 
     p = sub.add_parser("schemas", help="print the exported files' schemas (from the pydantic models)")
-    p.add_argument("--format", choices=["jsonschema", "bigquery", "snowflake", "redshift", "duckdb"], default="jsonschema")
+    p.add_argument(
+        "--format", choices=["jsonschema", "parquet", "bigquery", "snowflake", "redshift", "duckdb"], default="jsonschema"
+    )
     p.add_argument("--table", action="append", choices=["traces", "observations", "scores", "sessions"])
     p.add_argument("--export", help="follow this configured export's field selection (exclude:)")
     p.set_defaults(fn=cmd_schemas)

@@ -262,3 +262,35 @@ def test_readme_demo_in_parquet_and_its_duckdb_queries(tmp_path: Path) -> None:
     assert shell.returncode == 0, shell.stderr
     for type_, n in expected:
         assert re.search(rf"│ {type_}\s+│\s+{n} │", shell.stdout), shell.stdout
+
+
+def test_field_selection_in_parquet(ch: ClickHouseResource, tmp_path: Path) -> None:
+    """Excluded columns are not in the file's schema; the rest equals the JSON export of the same selection."""
+    _data(ch)
+    exclude = {"traces": ["input", "output", "metadata"], "observations": ["input", "output"]}
+    jsonl, pq_ = Exporter(ch, tmp_path / "jsonl"), Exporter(ch, tmp_path / "parquet")
+    jsonl.run(DAY, tables=("traces", "observations"), exclude=exclude)
+    pq_.run(DAY, tables=("traces", "observations"), exclude=exclude, format="parquet")
+    for table in ("traces", "observations"):
+        path = pq_.path(table, DAY, ".parquet")
+        schema = pq.read_schema(path)
+        assert schema == arrow_schema(table, frozenset(exclude[table]))
+        assert not set(exclude[table]) & set(schema.names)
+        assert parquet_records.with_duckdb(path) == jsonl.lines(table, DAY)
+        m, j = pq_.manifest(table, DAY), jsonl.manifest(table, DAY)
+        assert (
+            (m["schema_version"], m["excluded"])
+            == (j["schema_version"], j["excluded"])
+            == (j["schema_version"], sorted(exclude[table]))
+        )
+    full = Exporter(ch, tmp_path / "full")
+    full.run(DAY, tables=("traces",), format="parquet")
+    assert full.manifest("traces", DAY)["parquet_schema"] != pq_.manifest("traces", DAY)["parquet_schema"]
+
+
+def test_schemas_command_prints_the_parquet_schema() -> None:
+    exe = Path(sys.executable).with_name("xeroml")
+    done = subprocess.run([str(exe), "schemas", "--format", "parquet", "--table", "observations"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "-- observations\n" + arrow_schema("observations").to_string(show_schema_metadata=False)
+    assert "total_cost: decimal128(18, 12)" in done.stdout and "start_time: timestamp[ms, tz=UTC] not null" in done.stdout
