@@ -294,3 +294,32 @@ def test_schemas_command_prints_the_parquet_schema() -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "-- observations\n" + arrow_schema("observations").to_string(show_schema_metadata=False)
     assert "total_cost: decimal128(18, 12)" in done.stdout and "start_time: timestamp[ms, tz=UTC] not null" in done.stdout
+
+
+def test_stale_parquet_object_that_may_not_be_deleted_becomes_a_zero_row_file(
+    ch: ClickHouseResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the right to delete, a stale object is replaced by a file of no records: for Parquet a
+    valid zero-row file, so a `*.parquet` glob still reads; `verify` does not count it as an orphan."""
+    from xeroml_pipelines.destinations.local import LocalFolder
+    from xeroml_pipelines.export.layout import Layout
+    from xeroml_pipelines.export.verify import verify
+
+    insert(ch, "traces", [trace("a", "2025-01-15 10:00")])
+    e = Exporter(ch, tmp_path / "out")
+    e.run(DAY, tables=("traces",), format="parquet")
+
+    def refuse(self, key: str) -> None:
+        raise PermissionError(key)
+
+    monkeypatch.setattr(LocalFolder, "delete", refuse)
+    insert(ch, "traces", [trace("a", "2025-01-16 10:00", timestamp="2025-01-15 10:00")])  # moves to the 16th
+    e.run(DAY, tables=("traces",), format="parquet")
+    stale = e.path("traces", DAY, ".parquet")
+    assert pq.ParquetFile(stale).metadata.num_rows == 0 and pq.read_schema(stale) == arrow_schema("traces")
+    assert e.manifest("traces", DAY)["object_key"] is None
+    e.run("2025-01-16", tables=("traces",), format="parquet")
+    rows = duckdb.connect().execute("SELECT id FROM read_parquet(?)", [str(tmp_path / "out" / "traces" / "*.parquet")]).fetchall()
+    assert rows == [("a",)]
+    report = verify(LocalFolder(path=str(tmp_path / "out")), Layout("", "zstd", "dated", "parquet"), "traces")
+    assert report.ok, report.problems

@@ -97,12 +97,13 @@ class Destination(ConfigurableResource):
         """Serializes the commit of one partition between concurrent runs."""
         return nullcontext()
 
-    def remove(self, key: str) -> None:
+    def remove(self, key: str, empty: bytes = b"") -> None:
         """Remove a stale object so that no loader reads its records twice. Deleting is an
-        optional permission: without it the object is replaced by an empty one (zero lines)."""
+        optional permission: without it the object is replaced by `empty`, a file of its format
+        with no records (zero lines; a Parquet file of zero rows)."""
         try:
             self.delete(key)
         except PermissionError:
             if self.exists(key):
                 get_dagster_logger().warning(f"{self.uri(key)}: no permission to delete; replaced it with an empty object")
-                self.write_small(key, b"")
+                self.write_small(key, empty)

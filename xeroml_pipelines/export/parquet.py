@@ -113,17 +113,7 @@ class ParquetEncoder:
         if not self._pending:
             return
         if self._writer is None:
-            import pyarrow.parquet as pq
-
-            self._writer = pq.ParquetWriter(
-                _SinkFile(self._sink),
-                self._schema,
-                compression=self._codec,
-                version="2.6",
-                data_page_version="1.0",  # read by every engine, Athena and BigQuery included
-                store_decimal_as_integer=True,  # DECIMAL(18, 12) as INT64, not 16-byte binaries
-                write_statistics=True,
-            )
+            self._writer = _writer(self._sink, self._schema, self._codec)
         self._writer.write_table(pa.Table.from_batches(self._pending, self._schema), row_group_size=self._rows)
         self._pending, self._rows, self._bytes = [], 0, 0
 
@@ -131,6 +121,20 @@ class ParquetEncoder:
         self._close_group()
         if self._writer is not None:
             self._writer.close()  # the footer
+
+
+def _writer(sink: Sink, schema: pa.Schema, codec: ParquetCodec) -> Any:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(
+        _SinkFile(sink),
+        schema,
+        compression=codec,
+        version="2.6",
+        data_page_version="1.0",  # read by every engine, Athena and BigQuery included
+        store_decimal_as_integer=True,  # DECIMAL(18, 12) as INT64, not 16-byte binaries
+        write_statistics=True,
+    )
 
 
 class _SinkFile:
@@ -184,3 +188,10 @@ class Parquet:
 
     def encoder(self, sink: Sink) -> ParquetEncoder:
         return ParquetEncoder(self.schema, self.codec, sink)
+
+    def empty_file(self) -> bytes:
+        """A valid Parquet file of zero rows: readers of `*.parquet` would fail on zero bytes."""
+        parts: list[bytes] = []
+        writer = _writer(lambda data: parts.append(bytes(data)), self.schema, self.codec)
+        writer.close()
+        return b"".join(parts)

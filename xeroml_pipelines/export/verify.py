@@ -22,6 +22,19 @@ class VerifyReport:
         return not self.problems
 
 
+def _empty_parquet(destination: Destination, key: str, size: int) -> bool:
+    """A Parquet file of zero rows (a neutralized stale object: a few KB of schema and footer)."""
+    if not key.endswith(".parquet") or size > 64 * 1024:
+        return False
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(pa.BufferReader(destination.read_bytes(key))).metadata.num_rows == 0
+    except (OSError, pa.ArrowException):
+        return False
+
+
 def verify(destination: Destination, layout: Layout, table: str, deep: bool = False) -> VerifyReport:
     """Compare a table's manifests with the objects under its folder: every manifest's object
     exists with its size (and, with `deep`, its sha256), and every data object has a manifest."""
@@ -45,7 +58,7 @@ def verify(destination: Destination, layout: Layout, table: str, deep: bool = Fa
         elif deep and hashlib.sha256(destination.read_bytes(m.object_key)).hexdigest() != m.sha256:
             problems.append(f"{destination.uri(m.object_key)}: sha256 differs from its manifest")
     for key, size in sorted(objects.items()):
-        # zero-byte objects are stale files neutralized where deleting is not permitted
-        if key not in referenced and size > 0:
+        # empty objects are stale files neutralized where deleting is not permitted
+        if key not in referenced and size > 0 and not _empty_parquet(destination, key, size):
             problems.append(f"{destination.uri(key)}: data object without a manifest (partial run or stale file)")
     return VerifyReport(table, len(manifest_keys), len(objects), tuple(problems))

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from xeroml_pipelines.destinations.base import Destination, StagedUpload
 from xeroml_pipelines.export.cutting import Chunk
-from xeroml_pipelines.export.formats import Format
+from xeroml_pipelines.export.formats import Format, empty_file
 from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.manifest import Manifest, read_manifest
 from xeroml_pipelines.export.stream import ExportStream
@@ -88,10 +88,10 @@ class PartitionWriter:
                     self._upload = None
                 else:
                     # Zero rows: a file from an earlier run of this window would now be a duplicate.
-                    dest.remove(self.data_key)
+                    dest.remove(self.data_key, self.format.empty_file())
                 object_key = self.data_key if self.rows else None
                 if previous and previous.object_key and previous.object_key != object_key:
-                    dest.remove(previous.object_key)
+                    dest.remove(previous.object_key, empty_file(previous.object_key, self.stream.table, self.stream.exclude))
                 manifest = self._manifest(object_key, clock, run_id)
                 dest.write_small(self.manifest_key, manifest.model_dump_json(indent=2).encode())
             return manifest
