@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from xeroml_pipelines.config.base import ConfigError
 from xeroml_pipelines.config.destinations import DEFAULT_EXPORT_DIR, LocalDestination
 from xeroml_pipelines.config.exports import ClickHouseConfig, ExportConfig, XeroMLConfig
+from xeroml_pipelines.config.messages import explain
 from xeroml_pipelines.config.warehouses import DEFAULT_WAREHOUSE_FILE, DuckDBWarehouseConfig
 
 CONFIG_ENV = "XEROML_CONFIG"
@@ -41,17 +42,20 @@ def default_config(root: Path | None = None) -> XeroMLConfig:
     )
 
 
-def _format(error: ValidationError, source: str) -> str:
-    lines = [f"invalid configuration in {source}:"]
-    for e in error.errors():
-        field = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        lines.append(f"  - {field}: {e['msg']}")
-    return "\n".join(lines)
+class _Loader(yaml.SafeLoader):
+    """YAML without implicit timestamps: `2025-13-01` stays a string, and the date check (with
+    its message naming the field) is the configuration's, not a crash inside the YAML parser."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
 
 
 def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as e:
         raise ConfigError(f"invalid configuration in {source}: not valid YAML: {e}") from None
     if not isinstance(raw, dict):
@@ -59,7 +63,7 @@ def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
     try:
         return XeroMLConfig.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(_format(e, source)) from None
+        raise ConfigError(explain(e, XeroMLConfig, source, raw)) from None
 
 
 def load_config() -> XeroMLConfig:
