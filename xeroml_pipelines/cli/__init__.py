@@ -1,85 +1,16 @@
-"""`xeroml`: seed demo data and run exports from the command line (the UI is `dagster dev`)."""
+"""`xeroml`: seed demo data and run exports from the command line (the UI is `dagster dev`).
+
+Exit codes: 0 done; 1 an export, load or verification failed (one line per partition says why;
+`--verbose` adds the stack trace); 2 a mistake in the command or the configuration, reported
+before anything runs."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, date, datetime, time, timedelta
-from typing import TYPE_CHECKING
+from datetime import date, timedelta
 
-if TYPE_CHECKING:  # the commands import what they use: the code location is built by `export` only
-    from dagster import DagsterInstance
-
-    from xeroml_pipelines.config import ExportConfig, XeroMLConfig
-
-
-# One summary line per partition here; the full event log stays in the Dagster instance.
-_QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-
-
-def _instance() -> DagsterInstance:
-    from dagster import DagsterInstance
-
-    # With DAGSTER_HOME set, runs land in that instance and show up in `dagster dev`.
-    try:
-        return DagsterInstance.get()
-    except Exception:  # noqa: BLE001 - no DAGSTER_HOME (or an unusable one): a throwaway instance
-        return DagsterInstance.ephemeral()
-
-
-def _export(config: XeroMLConfig, export_names: list[str] | None, first: date, last: date) -> int:
-    from dagster import materialize
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
-    from xeroml_pipelines.defs.location import build_definitions
-
-    defs = build_definitions(config)
-    instance = _instance()
-    failures = 0
-    for export in config.exports:
-        if export_names and export.name not in export_names:
-            continue
-        # the export, then its warehouse load (what the sensor does in a deployment)
-        keys = [export_asset_key(export, t) for t in export.tables]
-        if export.warehouse:
-            keys += [warehouse_asset_key(export, t) for t in export.tables]
-        assets = [defs.get_assets_def(k) for k in keys]
-        partitions = _partition_keys(export, first, last)
-        # As a backfill runs them: up to max_partitions_per_run partitions per run, one ClickHouse
-        # scan per table for the run's range, one file and manifest per partition.
-        for start in range(0, len(partitions), export.max_partitions_per_run):
-            group = partitions[start : start + export.max_partitions_per_run]
-            tags = {ASSET_PARTITION_RANGE_START_TAG: group[0], ASSET_PARTITION_RANGE_END_TAG: group[-1]}
-            result = materialize(
-                assets, tags=tags, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
-            )
-            failures += not result.success
-            rows: dict[str, dict[str, object]] = {key: {} for key in group}
-            for event in result.get_asset_materialization_events():
-                m = event.materialization
-                if "rows" in m.metadata and m.partition in rows:
-                    rows[m.partition][m.asset_key.path[-1]] = m.metadata["rows"].value
-            for key in group:
-                # a failed run may still have committed its earlier partitions (README: range runs)
-                status = "ok" if result.success or len(rows[key]) == len(export.tables) else "FAILED"
-                print(f"{export.name} {key}: {status} " + " ".join(f"{t}={n}" for t, n in rows[key].items()), flush=True)
-        print(f"{export.name}: files under {export.destination.location}")
-        if export.warehouse:
-            wh = export.warehouse
-            print(f"{export.name}: loaded into {wh.type} {getattr(wh, 'path', '')} (tables {wh.table_prefix}*)")
-    return failures
-
-
-def _partition_keys(export: ExportConfig, first: date, last: date) -> list[str]:
-    """The export's partitions whose window starts on a day from `first` to `last`."""
-    from dagster import TimeWindow
-
-    from xeroml_pipelines.defs.keys import partitions_for
-
-    start = datetime.combine(first, time(), UTC)
-    end = datetime.combine(last + timedelta(days=1), time(), UTC)
-    return list(partitions_for(export).get_partition_keys_in_time_window(TimeWindow(start, end)))
+from xeroml_pipelines.cli.export import UsageError, run_exports
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -94,7 +25,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         print(f"seeded demo data: {args.days} days from {DEMO_START}, {args.traces_per_day} traces/day/project")
     # Updates and late arrivals land up to three days after the last demo day.
     last = DEMO_START + timedelta(days=args.days + 2)
-    return 1 if _export(config, None, DEMO_START, last) else 0
+    return 1 if run_exports(config, None, DEMO_START, last, args.verbose) else 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
@@ -112,7 +43,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from xeroml_pipelines.config import load_config
 
     config = load_config()
-    return 1 if _export(config, args.export, args.start, args.end or args.start) else 0
+    return 1 if run_exports(config, args.export, args.start, args.end or args.start, args.verbose) else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -173,11 +104,20 @@ def cmd_ddl(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="xeroml", description=__doc__)
-    sub = parser.add_subparsers(required=True)
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
-    p = sub.add_parser("demo", help="seed the embedded demo database if empty, then export the demo days")
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="xeroml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(required=True)
+    verbose = argparse.ArgumentParser(add_help=False)
+    verbose.add_argument("--verbose", action="store_true", help="print a failure's stack trace too")
+
+    p = sub.add_parser("demo", parents=[verbose], help="seed the embedded demo database if empty, then export the demo days")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--traces-per-day", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
@@ -185,15 +125,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("seed", help="create the schema and fill it with demo data if it holds no traces")
-    p.add_argument("--start", type=date.fromisoformat, help="first day (default: the demo's, 2025-01-13)")
+    p.add_argument("--start", type=_day, help="first day (default: the demo's, 2025-01-13)")
     p.add_argument("--days", type=int, default=7)
     p.add_argument("--traces-per-day", type=int, default=1000)
     p.add_argument("--seed", type=int, default=42)
     p.set_defaults(fn=cmd_seed)
 
-    p = sub.add_parser("export", help="materialize the partitions of a date range (inclusive)")
-    p.add_argument("start", type=date.fromisoformat)
-    p.add_argument("end", type=date.fromisoformat, nargs="?")
+    p = sub.add_parser("export", parents=[verbose], help="materialize the partitions of a date range (inclusive)")
+    p.add_argument("start", type=_day, help="first day, YYYY-MM-DD")
+    p.add_argument("end", type=_day, nargs="?", help="last day (default: the first)")
     p.add_argument("--export", action="append", help="only this export (repeatable)")
     p.set_defaults(fn=cmd_export)
 
@@ -219,9 +159,16 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.fn(args)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
+    except (ConfigError, UsageError) as e:
+        print(f"xeroml: {e}" if isinstance(e, UsageError) else e, file=sys.stderr)
         return 2
+    except Exception as e:  # noqa: BLE001 - one plain line; the stack trace only when asked for
+        if getattr(args, "verbose", False):
+            import traceback
+
+            traceback.print_exc()
+        print(f"xeroml: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""The CLI as a person at a terminal meets it: every mistake is one or two plain lines and a
+documented exit code (2: the command or configuration; 1: an export failed), never a traceback."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+DAY = "2025-01-14"
+
+
+def _xeroml(cwd: Path, config: Path | None, *args: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("XEROML_CONFIG", "DAGSTER_HOME")}
+    if config:
+        env["XEROML_CONFIG"] = str(config)
+    exe = Path(sys.executable).with_name("xeroml")
+    return subprocess.run([str(exe), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def _plain(done: subprocess.CompletedProcess, code: int, max_lines: int = 2) -> str:
+    assert done.returncode == code, (done.returncode, done.stdout, done.stderr)
+    assert "Traceback" not in done.stderr + done.stdout and "Stack Trace" not in done.stderr + done.stdout
+    lines = done.stderr.strip().splitlines()
+    assert 1 <= len(lines) <= max_lines, done.stderr
+    return done.stderr
+
+
+def _config(tmp_path: Path, **export: object) -> Path:
+    path = tmp_path / "xeroml.yaml"
+    fields = {"name": "main", "project_id": "demo", "start_date": "2025-01-13", "retries": 0}
+    fields["destination"] = {"provider": "local", "path": str(tmp_path / "out")}
+    fields.update(export)
+    path.write_text(yaml.safe_dump({"clickhouse": {"url": f"chdb://{tmp_path / 'db'}"}, "exports": [fields]}))
+    return path
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli")
+    done = _xeroml(root, _config(root), "seed", "--days", "2", "--traces-per-day", "40")
+    assert done.returncode == 0, done.stderr
+    return root
+
+
+def test_broken_configuration_is_named_plainly_and_help_still_works(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "clickhouse: {url: 'chdb:///tmp/x'}\nexports:\n  - {name: e, project_id: p, start_date: 2025-13-01,\n"
+        "     destination: {provider: s4}, formt: parquet}\n"
+    )
+    out = _plain(_xeroml(tmp_path, bad, "export", DAY), 2, max_lines=4)
+    assert "exports.0.destination.provider: 's4' is not one of: local, s3, gcs, azure" in out
+    assert "exports.0.formt: unknown field; did you mean 'format'?" in out
+    assert "exports.0.start_date: '2025-13-01' is not a date (YYYY-MM-DD)" in out
+    for args in (["--help"], ["export", "--help"]):
+        done = _xeroml(tmp_path, bad, *args)
+        assert done.returncode == 0 and "usage: xeroml" in done.stdout and not done.stderr
+    out = _plain(_xeroml(tmp_path, tmp_path / "missing.yaml", "export", DAY), 2)
+    assert "missing.yaml" in out
+
+
+def test_mistakes_in_the_command_are_errors_not_silent_successes(seeded: Path) -> None:
+    config = seeded / "xeroml.yaml"
+    out = _plain(_xeroml(seeded, config, "export", DAY, "--export", "nosuch"), 2)
+    assert "no export named 'nosuch'; the configuration has: main" in out
+    out = _plain(_xeroml(seeded, config, "export", "2025-01-16", DAY), 2)
+    assert "ends before it starts" in out
+    for day in ("2024-12-01", "2099-01-01"):
+        out = _plain(_xeroml(seeded, config, "export", day), 2)
+        assert re.search(r"its partitions are 2025-01-13 \.\. \d{4}-\d{2}-\d{2}", out), out
+    out = _plain(_xeroml(seeded, config, "export", "2025-13-01"), 2)
+    assert "'2025-13-01' is not a date (YYYY-MM-DD)" in out
+    assert not (seeded / "out").exists()  # nothing ran
+
+
+def test_a_failed_export_prints_one_line_with_its_cause(seeded: Path, tmp_path: Path) -> None:
+    blocked = tmp_path / "blocked"
+    blocked.write_text("a file where the export's folder should be")
+    config = _config(tmp_path, destination={"provider": "local", "path": str(blocked)})
+    text = config.read_text().replace(str(tmp_path / "db"), str(seeded / "db"))
+    config.write_text(text)
+    done = _xeroml(tmp_path, config, "export", DAY, "--export", "main")
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith(f"main {DAY}:")]
+    assert line.startswith(f"main {DAY}: FAILED: ") and str(blocked) in line and "[1/1]" in line
+    verbose = _xeroml(tmp_path, config, "export", DAY, "--verbose")
+    assert verbose.returncode == 1 and "Stack Trace" in verbose.stderr
+
+
+def test_progress_lines_count_partitions_rows_and_bytes(seeded: Path) -> None:
+    done = _xeroml(seeded, seeded / "xeroml.yaml", "export", "2025-01-13", DAY)
+    assert done.returncode == 0, done.stderr
+    lines = [x for x in done.stdout.splitlines() if x.startswith("main 2025-")]
+    assert [x.split(":")[0] for x in lines] == ["main 2025-01-13", f"main {DAY}"]
+    progress = [re.search(r"\[(\d)/2\] ([\d,]+) rows, ([\d.]+) MB in \d+ s \([\d,]+ rows/s\)$", x) for x in lines]
+    assert all(progress), lines
+    first, second = (int(m.group(2).replace(",", "")) for m in progress if m)
+    assert 0 < first < second
