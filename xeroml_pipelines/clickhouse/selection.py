@@ -42,9 +42,15 @@ def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> st
     """WHERE clause selecting the latest version rows of the records that belong to the window."""
     t = qualified(database, table.name)
     if mode == "incremental":
-        # A version older than the window cannot be the latest of a record that has one in the
-        # window, so only versions from the window start on are looked at.
-        latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND event_ts >= {WINDOW_START} GROUP BY id"
+        # Only a record with a version in the window can belong to it, and a version older than
+        # the window cannot be its latest: the latest versions are looked up for the window's own
+        # ids, among versions from the window start on. Later history is read only as the `id`
+        # and `event_ts` of those ids, so an old window costs what a recent one does.
+        candidates = f"SELECT id FROM {t} WHERE project_id = {PROJECT} AND {in_window('event_ts')}"
+        latest = (
+            f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND event_ts >= {WINDOW_START} "
+            f"AND id IN ({candidates}) GROUP BY id"
+        )
     else:
         candidates = f"SELECT id FROM {t} WHERE project_id = {PROJECT} AND {in_window(table.event_time)}"
         latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND id IN ({candidates}) GROUP BY id"
