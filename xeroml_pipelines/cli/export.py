@@ -115,6 +115,7 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
     from dagster import materialize
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+    from xeroml_pipelines.defs.export.checks import build_export_checks
     from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
     from xeroml_pipelines.defs.location import build_definitions
 
@@ -127,7 +128,8 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
         keys = [export_asset_key(export, t) for t in export.tables]
         if export.warehouse:
             keys += [warehouse_asset_key(export, t) for t in export.tables]
-        assets = [defs.get_assets_def(k) for k in keys]
+        # the asset checks too, as a scheduled run has them: README's "every export step is followed by them"
+        assets = [*(defs.get_assets_def(k) for k in keys), *build_export_checks(export)]
         progress = Progress(total=len(partitions))
         # As a backfill runs them: up to max_partitions_per_run partitions per run, one ClickHouse
         # scan per table for the run's range, one file and manifest per partition.
@@ -139,6 +141,10 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
             )
             failures += not result.success
             cause = "" if result.success else _failure(result, verbose)
+            for evaluation in result.get_asset_check_evaluations():
+                if not evaluation.passed:
+                    what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
+                    print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
             exported: dict[str, dict[str, tuple[int, int]]] = {key: {} for key in group}  # rows, bytes per table
             for event in result.get_asset_materialization_events():
                 m = event.materialization
