@@ -134,6 +134,12 @@ def test_sensor_requests_the_load_of_each_exported_partition(exporter: Exporter,
         assert again.partition_key == "2025-01-15" and [k.path[-1] for k in again.asset_selection] == ["traces"]
         assert again.run_key not in {r.run_key for r in requests}
 
+        # an export and its load in one run (as `xeroml export` runs them): nothing left to load
+        loads = [defs.get_assets_def(AssetKey(["exp", "warehouse", t])) for t in ("traces", "sessions")]
+        materialize(exports + loads, partition_key="2025-01-16", resources=defs.resources, instance=instance)
+        ctx3 = build_sensor_context(instance=instance, definitions=defs, cursor=ctx2.cursor)
+        assert list(sensor(ctx3)) == []
+
 
 def test_warehouse_holds_exactly_the_latest_live_records(exporter: Exporter, tmp_path: Path) -> None:
     insert(

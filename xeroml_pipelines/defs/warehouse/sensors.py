@@ -17,6 +17,15 @@ from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
 
 
+def _loaded_since(context: SensorEvaluationContext, load_key: AssetKey, partition: str, storage_id: int) -> bool:
+    """The partition was loaded after that export materialization: in the same run (`xeroml
+    export` runs the export and its load together) or since."""
+    later = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=load_key, asset_partitions=[partition], after_storage_id=storage_id), limit=1
+    )
+    return bool(later.records)
+
+
 def build_load_sensor(export: ExportConfig) -> SensorDefinition:
     watched = {export_asset_key(export, t): warehouse_asset_key(export, t) for t in export.tables}
 
@@ -38,7 +47,7 @@ def build_load_sensor(export: ExportConfig) -> SensorDefinition:
                 AssetRecordsFilter(asset_key=export_key, after_storage_id=cursor.get(name)), limit=1000, ascending=True
             ).records
             for record in records:
-                if record.partition_key:
+                if record.partition_key and not _loaded_since(context, load_key, record.partition_key, record.storage_id):
                     loads[record.partition_key][load_key] = record.storage_id
                 cursor[name] = record.storage_id
         for partition, requested in sorted(loads.items()):
