@@ -7,12 +7,11 @@ import sys
 import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xeroml_pipelines.cli.instance import project_instance
-
 if TYPE_CHECKING:
+    from dagster import DagsterInstance
+
     from xeroml_pipelines.config import ExportConfig, XeroMLConfig
 
 # One summary line per partition here; the full event log stays in the Dagster instance.
@@ -21,6 +20,16 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 class UsageError(Exception):
     """A mistake in the command (exit code 2): said in one line, nothing is run."""
+
+
+def _instance() -> DagsterInstance:
+    from dagster import DagsterInstance
+
+    # With DAGSTER_HOME set, runs land in that instance and show up in `dagster dev`.
+    try:
+        return DagsterInstance.get()
+    except Exception:  # noqa: BLE001 - no DAGSTER_HOME (or an unusable one): a throwaway instance
+        return DagsterInstance.ephemeral()
 
 
 def partition_keys(export: ExportConfig, first: date, last: date) -> list[str]:
@@ -112,7 +121,7 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
 
     selected = plan(config, names, first, last)
     defs = build_definitions(config)
-    instance = project_instance(Path.cwd())
+    instance = _instance()
     failures = 0
     for export, partitions in selected:
         # the export, then its warehouse load (what the sensor does in a deployment)
