@@ -169,7 +169,3 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"xeroml: {type(e).__name__}: {' '.join(str(e).split())}", file=sys.stderr)
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -8,7 +8,7 @@ sensors, `xeroml verify` and the warehouse loads read through it.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Protocol
@@ -97,13 +97,13 @@ class Destination(ConfigurableResource):
         """Serializes the commit of one partition between concurrent runs."""
         return nullcontext()
 
-    def remove(self, key: str, empty: bytes = b"") -> None:
+    def remove(self, key: str, empty: Callable[[], bytes] = bytes) -> None:
         """Remove a stale object so that no loader reads its records twice. Deleting is an
-        optional permission: without it the object is replaced by `empty`, a file of its format
-        with no records (zero lines; a Parquet file of zero rows)."""
+        optional permission: without it the object is replaced by `empty()`, a file of its
+        format with no records (zero lines; a Parquet file of zero rows)."""
         try:
             self.delete(key)
         except PermissionError:
             if self.exists(key):
                 get_dagster_logger().warning(f"{self.uri(key)}: no permission to delete; replaced it with an empty object")
-                self.write_small(key, empty)
+                self.write_small(key, empty())

@@ -42,12 +42,10 @@ class Format(Protocol):
 
     def encoder(self, sink: Sink) -> Encoder: ...
 
-    def empty_file(self) -> bytes:
-        """A file of this format without records: what replaces a stale object we may not delete."""
-
 
 def empty_file(key: str, table: str, exclude: frozenset[str]) -> bytes:
-    """A file without records, of the format the object at `key` has."""
+    """A file without records, of the format the object at `key` has: what replaces a stale
+    object that may not be deleted."""
     return Parquet(table, exclude, "zstd").empty_file() if key.endswith(".parquet") else b""
 
 

@@ -59,6 +59,3 @@ class JsonLines:
 
     def encoder(self, sink: Sink) -> JsonLinesEncoder:
         return JsonLinesEncoder(self.compression, sink)
-
-    def empty_file(self) -> bytes:
-        return b""  # zero lines (a compressed reader may call it truncated: it reads no record either way)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 from xeroml_pipelines.destinations.base import Destination, StagedUpload
@@ -71,6 +72,10 @@ class PartitionWriter:
         self.fingerprint ^= chunk.fingerprint
         self._encoder.add(chunk)
 
+    def _empty(self, key: str) -> Callable[[], bytes]:
+        """What replaces the object at `key` if it may not be deleted, made only then."""
+        return lambda: empty_file(key, self.stream.table, self.stream.exclude)
+
     def abort(self) -> None:
         if self._upload is not None:
             self._upload.abort()
@@ -88,10 +93,10 @@ class PartitionWriter:
                     self._upload = None
                 else:
                     # Zero rows: a file from an earlier run of this window would now be a duplicate.
-                    dest.remove(self.data_key, self.format.empty_file())
+                    dest.remove(self.data_key, self._empty(self.data_key))
                 object_key = self.data_key if self.rows else None
                 if previous and previous.object_key and previous.object_key != object_key:
-                    dest.remove(previous.object_key, empty_file(previous.object_key, self.stream.table, self.stream.exclude))
+                    dest.remove(previous.object_key, self._empty(previous.object_key))
                 manifest = self._manifest(object_key, clock, run_id)
                 dest.write_small(self.manifest_key, manifest.model_dump_json(indent=2).encode())
             return manifest
