@@ -2,7 +2,9 @@
 manifests are intact, the staged leftover is removed by the next run, which writes the same bytes.
 
 The run is a real `xeroml export` process (its own embedded engine, as a deployment's run worker
-has), killed while it is writing the observations file.
+has), killed while it is writing the observations file. Its runs are recorded in a persistent
+instance with the project's pools: the killed run held the ClickHouse pool's only slot, which the
+next run must get back rather than wait for.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
+
 DAY = "2025-01-13"
 TABLES = ("traces", "observations", "scores", "sessions")
 
@@ -25,7 +29,10 @@ def _xeroml(config: Path, *args: str) -> subprocess.Popen:
     exe = Path(sys.executable).with_name("xeroml")
     env = {**os.environ, "XEROML_CONFIG": str(config)}
     env.pop("DAGSTER_HOME", None)
-    return subprocess.Popen([str(exe), *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    # the project's own .dagster_home is the user's: the CLI's is the test folder's
+    return subprocess.Popen(
+        [str(exe), *args], cwd=config.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def _finish(proc: subprocess.Popen) -> str:
@@ -50,6 +57,7 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
 ) -> None:
     out = tmp_path / "export"
     config = tmp_path / "xeroml.yaml"
+    (tmp_path / "dagster.yaml").write_bytes((REPO / "dagster.yaml").read_bytes())  # pools: one ClickHouse slot
     config.write_text(
         yaml.safe_dump(
             {
@@ -92,7 +100,8 @@ def test_sigkill_mid_export_leaves_nothing_partial_and_the_next_run_is_identical
     assert orphans  # the kill left its staged file behind ...
     assert _published(out) == good  # ... but nothing a reader sees changed
 
-    _finish(_xeroml(config, "export", DAY))
+    rerun = _finish(_xeroml(config, "export", DAY))
+    assert "left unfinished by a killed xeroml process: marked failed, its pool slots freed" in rerun
     assert not any(p in orphans for p in staging.glob("*.part"))  # the next run removed the leftovers
     assert not list(staging.glob("*.part"))
     assert {k: v for k, v in _published(out).items() if not k.startswith("_manifests")} == {

@@ -97,6 +97,35 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ui(args: argparse.Namespace) -> int:
+    """`dagster dev` on the CLI's instance. It runs from inside the instance folder: `dagster dev`
+    warns about any dagster.yaml in its working folder that is not DAGSTER_HOME's, and the
+    project's is."""
+    import os
+    from pathlib import Path
+
+    from xeroml_pipelines.cli.instance import project_home, project_instance
+
+    project = Path.cwd()
+    project_instance(project).dispose()  # storage created and migrated before two processes start on it
+    home = project_home(project)
+    workspace = project / "workspace.yaml"
+    target = ["-w", str(workspace)] if workspace.is_file() else ["-m", "xeroml_pipelines.definitions"]
+    dagster = Path(sys.executable).with_name("dagster")
+    # `dagster dev` still works as it always has; its notice that a newer command exists is not ours to show
+    quiet = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:Function `dev_command` is superseded"]))
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "XEROML_HOME": os.environ.get("XEROML_HOME", str(project)),
+        "PYTHONWARNINGS": quiet,
+    }
+    print(f"Dagster UI on http://{args.host}:{args.port} (instance {home}); Ctrl-C stops it", flush=True)
+    os.chdir(home)
+    os.execve(dagster, [str(dagster), "dev", *target, "-h", args.host, "-p", str(args.port)], env)
+    return 0  # not reached: the process is dagster dev now
+
+
 def cmd_ddl(args: argparse.Namespace) -> int:
     from xeroml_pipelines.tables import create_schema_sql
 
@@ -149,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", action="append", choices=["traces", "observations", "scores", "sessions"])
     p.add_argument("--export", help="follow this configured export's field selection (exclude:)")
     p.set_defaults(fn=cmd_schemas)
+
+    p = sub.add_parser("ui", help="open the Dagster UI (dagster dev) on the instance the CLI records its runs in")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=3000)
+    p.set_defaults(fn=cmd_ui)
 
     p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")
     p.add_argument("--database", default="default")

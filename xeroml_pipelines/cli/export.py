@@ -7,11 +7,12 @@ import sys
 import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from dagster import DagsterInstance
+from xeroml_pipelines.cli.instance import fail_orphaned_runs, process_tag, project_instance
 
+if TYPE_CHECKING:
     from xeroml_pipelines.config import ExportConfig, XeroMLConfig
 
 # One summary line per partition here; the full event log stays in the Dagster instance.
@@ -20,16 +21,6 @@ _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 
 class UsageError(Exception):
     """A mistake in the command (exit code 2): said in one line, nothing is run."""
-
-
-def _instance() -> DagsterInstance:
-    from dagster import DagsterInstance
-
-    # With DAGSTER_HOME set, runs land in that instance and show up in `dagster dev`.
-    try:
-        return DagsterInstance.get()
-    except Exception:  # noqa: BLE001 - no DAGSTER_HOME (or an unusable one): a throwaway instance
-        return DagsterInstance.ephemeral()
 
 
 def partition_keys(export: ExportConfig, first: date, last: date) -> list[str]:
@@ -121,7 +112,9 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
 
     selected = plan(config, names, first, last)
     defs = build_definitions(config)
-    instance = _instance()
+    instance = project_instance(Path.cwd())
+    for run_id in fail_orphaned_runs(instance):
+        print(f"run {run_id} was left unfinished by a killed xeroml process: marked failed, its pool slots freed")
     failures = 0
     for export, partitions in selected:
         # the export, then its warehouse load (what the sensor does in a deployment)
@@ -135,7 +128,7 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
         # scan per table for the run's range, one file and manifest per partition.
         for start in range(0, len(partitions), export.max_partitions_per_run):
             group = partitions[start : start + export.max_partitions_per_run]
-            tags = {ASSET_PARTITION_RANGE_START_TAG: group[0], ASSET_PARTITION_RANGE_END_TAG: group[-1]}
+            tags = {ASSET_PARTITION_RANGE_START_TAG: group[0], ASSET_PARTITION_RANGE_END_TAG: group[-1], **process_tag()}
             result = materialize(
                 assets, tags=tags, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
             )

@@ -21,13 +21,14 @@ from xeroml_pipelines.config.messages import explain
 from xeroml_pipelines.config.warehouses import DEFAULT_WAREHOUSE_FILE, DuckDBWarehouseConfig
 
 CONFIG_ENV = "XEROML_CONFIG"
+HOME_ENV = "XEROML_HOME"  # the folder of the embedded defaults (default: the working directory)
 DEFAULT_CHDB_DIR = "xeroml-demo-db"
 DEMO_PROJECT = "demo"
 DEMO_START = date(2025, 1, 13)
 
 
 def default_config(root: Path | None = None) -> XeroMLConfig:
-    root = (root or Path.cwd()).absolute()
+    root = (root or Path(os.environ.get(HOME_ENV) or Path.cwd())).absolute()
     return XeroMLConfig(
         clickhouse=ClickHouseConfig(url=f"chdb://{root / DEFAULT_CHDB_DIR}"),
         exports=(
