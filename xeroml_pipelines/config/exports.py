@@ -47,6 +47,12 @@ class ExportConfig(Strict):
     )
     start_date: date
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
+    freshness_grace_minutes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Freshness: a partition still missing lag + grace after its window closes turns the export red "
+        "(default: 60, or what the cadence leaves after the lag)",
+    )
     retries: int = Field(default=3, ge=0, le=10, description="Step retries after a transient failure (throttling, outage)")
     retry_delay_s: float = Field(default=30, ge=0, description="First retry delay; doubles each time, with jitter")
     recheck_days: int = Field(
@@ -130,7 +136,22 @@ class ExportConfig(Strict):
             raise ValueError("lag_minutes must be under 60 for an hourly export (the next hour's run would start first)")
         if self.cadence == "daily" and self.lag_minutes >= 24 * 60:
             raise ValueError("lag_minutes must be under 1440 for a daily export")
+        if self.lag_minutes + (self.freshness_grace_minutes or 0) > self.cadence_minutes:
+            raise ValueError(
+                f"lag_minutes + freshness_grace_minutes must be at most {self.cadence_minutes} (the {self.cadence} cadence): "
+                "a partition is due before the next window closes"
+            )
         return self
+
+    @property
+    def cadence_minutes(self) -> int:
+        return 60 if self.cadence == "hourly" else 24 * 60
+
+    @property
+    def freshness_deadline_minutes(self) -> int:
+        """Minutes after a window closes by which its partition must be exported."""
+        grace = self.freshness_grace_minutes or min(60, self.cadence_minutes - self.lag_minutes)
+        return self.lag_minutes + grace
 
     @field_validator("start_date")
     @classmethod
@@ -140,9 +161,16 @@ class ExportConfig(Strict):
         return v
 
 
+class AlertsConfig(Strict):
+    webhook_url_env: EnvVarName = Field(
+        description="Name of the env var holding a Slack incoming-webhook URL (or any endpoint taking Slack's JSON)"
+    )
+
+
 class XeroMLConfig(Strict):
     clickhouse: ClickHouseConfig
     exports: tuple[ExportConfig, ...]
+    alerts: AlertsConfig | None = Field(default=None, description="Where freshness alerts are posted")
 
     def with_format(self, file_format: FileFormat) -> XeroMLConfig:
         """Every export writing `file_format` files (validated again: a codec may not fit it)."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dagster import Definitions, in_process_executor, multiprocess_executor
+from dagster import Definitions, EnvVar, in_process_executor, multiprocess_executor
 
 from xeroml_pipelines.config import ExportConfig, XeroMLConfig
+from xeroml_pipelines.defs.alerts.resources import SlackWebhook
+from xeroml_pipelines.defs.alerts.sensors import ALERT_WEBHOOK_KEY, build_freshness_alert_sensor
 from xeroml_pipelines.defs.export.assets import build_export_assets
 from xeroml_pipelines.defs.export.checks import build_export_checks
 from xeroml_pipelines.defs.export.schedules import build_export_schedule, export_job
@@ -36,6 +38,11 @@ def _resources(export: ExportConfig) -> dict[str, Any]:
 def build_definitions(config: XeroMLConfig) -> Definitions:
     clickhouse = config.clickhouse.resource()
     jobs = {e.name: export_job(e) for e in config.exports}
+    resources: dict[str, Any] = {"clickhouse": clickhouse, **{k: v for e in config.exports for k, v in _resources(e).items()}}
+    alerts = []
+    if config.alerts:
+        alerts.append(build_freshness_alert_sensor(config))
+        resources[ALERT_WEBHOOK_KEY] = SlackWebhook(url=EnvVar(config.alerts.webhook_url_env))
     return Definitions(
         jobs=list(jobs.values()),
         schedules=[build_export_schedule(e, jobs[e.name]) for e in config.exports],
@@ -44,8 +51,9 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
         sensors=[
             *(build_load_sensor(e) for e in config.exports if e.warehouse),
             *(build_late_data_sensor(e) for e in config.exports if e.recheck_days),
+            *alerts,
         ],
-        resources={"clickhouse": clickhouse, **{k: v for e in config.exports for k, v in _resources(e).items()}},
+        resources=resources,
         # chDB locks its directory to one process: on the embedded engine every step of a run
         # must share the run's process.
         executor=in_process_executor if clickhouse.is_embedded else multiprocess_executor,

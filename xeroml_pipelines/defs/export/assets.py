@@ -13,6 +13,7 @@ from dagster import (
     BackfillPolicy,
     Backoff,
     BetaWarning,
+    FreshnessPolicy,
     Jitter,
     RetryPolicy,
     asset,
@@ -33,6 +34,17 @@ _DESCRIPTIONS = {
 }
 
 
+def freshness_policy(export: ExportConfig) -> FreshnessPolicy:
+    """Fresh when a materialization happened between a window's close and its deadline (close +
+    lag + grace): the deadline recurs at that offset every cadence. Dagster judges the asset by its
+    latest materialization (of any partition), so a backfill run in that interval counts too."""
+    due = export.freshness_deadline_minutes % export.cadence_minutes
+    hours = "*" if export.cadence == "hourly" else str(due // 60)
+    return FreshnessPolicy.cron(
+        deadline_cron=f"{due % 60} {hours} * * *", lower_bound_delta=timedelta(minutes=export.freshness_deadline_minutes)
+    )
+
+
 def _build(export: ExportConfig, table: str) -> AssetsDefinition:
     deps = [export_asset_key(export, "traces")] if table == "sessions" and "traces" in export.tables else None
     partitions_def = partitions_for(export)
@@ -50,6 +62,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         # Failure(allow_retries=False) and stop at once.
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=export.max_partitions_per_run),
         pool=CLICKHOUSE_POOL,
+        freshness_policy=freshness_policy(export),
         retry_policy=RetryPolicy(
             max_retries=export.retries, delay=export.retry_delay_s, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
         )
