@@ -34,10 +34,13 @@ def group_alive(pgid: int) -> bool:
 
 
 class DagsterServices:
-    def __init__(self, home: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str], settings: Path = REPO / "dagster.yaml", workspace: Path = REPO / "workspace.yaml"
+    ) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
-        shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+        shutil.copy(settings, home / "dagster.yaml")
+        self.workspace = workspace
         self.env = {**os.environ, **env, "DAGSTER_HOME": str(home)}
         self.port = free_port()
         self.procs: list[subprocess.Popen] = []
@@ -47,7 +50,7 @@ class DagsterServices:
         on the way, what was started is stopped before the error is raised."""
         try:
             self._init_storage()
-            workspace = str(REPO / "workspace.yaml")
+            workspace = str(self.workspace)
             for name, argv in (
                 ("webserver", [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(self.port), "-w", workspace]),
                 ("daemon", [str(BIN / "dagster-daemon"), "run", "-w", workspace]),
