@@ -14,6 +14,8 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from xeroml_pipelines.processes import alive
+
 if TYPE_CHECKING:
     from dagster import DagsterInstance
 
@@ -53,16 +55,6 @@ def process_tag() -> dict[str, str]:
     return {PROCESS_TAG: f"{socket.gethostname()}:{os.getpid()}"}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: it exists
-        return True
-    return True
-
-
 def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
     """Mark failed the unfinished CLI runs of this host whose process is gone (killed, machine
     restarted) and free the pool slots they held: otherwise the next run would wait for those
@@ -74,7 +66,7 @@ def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
     orphaned = []
     for run in instance.get_runs(filters=RunsFilter(statuses=unfinished)):
         owner_host, _, pid = run.tags.get(PROCESS_TAG, "").rpartition(":")
-        if owner_host != host or not pid.isdigit() or _alive(int(pid)):
+        if owner_host != host or not pid.isdigit() or alive(int(pid)):
             continue
         instance.report_run_failed(run, f"the xeroml process that ran it (pid {pid} on {host}) is gone")
         if instance.event_log_storage.supports_global_concurrency_limits:

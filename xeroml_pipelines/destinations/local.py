@@ -17,6 +17,7 @@ from pydantic import Field
 
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.destinations.errors import DestinationError
+from xeroml_pipelines.processes import alive
 
 # Staged files live here, not beside the data, so a `{table}/*.jsonl` glob never sees a partial
 # file; a process killed mid-write leaves an orphan here, removed by the next upload on this host.
@@ -25,22 +26,12 @@ LOCKS_DIR = "_locks"
 _HOST = socket.gethostname().replace("-", "_")
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
 def _remove_orphans(staging: Path) -> None:
     """Staged files of processes of this host that are gone (killed mid-write). Files of other
     hosts sharing the folder are left alone: their writers may be alive."""
     for path in staging.glob(f"{_HOST}-*.part"):
         pid = path.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not alive(int(pid)):
             path.unlink(missing_ok=True)
 
 
