@@ -42,11 +42,18 @@ def project_instance(project: Path) -> DagsterInstance:
 
     if os.environ.get("DAGSTER_HOME"):
         return DagsterInstance.get()
-    instance = DagsterInstance.from_config(str(project_home(project)))
-    # the storage exists and is current before a webserver and a daemon race to create it; its
-    # progress bars (reindexing the runs of an older version) are not the user's business
-    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
-        instance.upgrade(print_fn=lambda *_: None)
+    from dagster.version import __version__
+
+    home = project_home(project)
+    instance = DagsterInstance.from_config(str(home))
+    # the storage exists and is current before a webserver and a daemon race to create it (once
+    # per Dagster version: migrating costs every command a third of a second); its progress bars
+    # (reindexing the runs of an older version) are not the user's business
+    stamp = home / ".storage-version"
+    if not stamp.exists() or stamp.read_text() != __version__:
+        with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            instance.upgrade(print_fn=lambda *_: None)
+        stamp.write_text(__version__)
     return instance
 
 
