@@ -30,7 +30,7 @@ from xeroml_pipelines_tests.support import Exporter
 )
 def test_schedule_requests_the_partition_that_just_closed(exporter: Exporter, cadence, lag, tick, partition) -> None:
     defs = build_definitions(exporter.config(cadence=cadence, lag_minutes=lag))
-    (schedule,) = defs.schedules
+    schedule = defs.get_schedule_def(f"exp_{cadence}")
     assert schedule.execution_timezone == "UTC"
     assert schedule.cron_schedule == (f"{lag % 60} {lag // 60} * * *" if cadence == "daily" else f"{lag} * * * *")
     with DagsterInstance.ephemeral() as instance:

@@ -105,10 +105,10 @@ def test_progress_lines_count_partitions_rows_and_bytes(seeded: Path) -> None:
 
 
 def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:
-    """As a scheduled run does: a stray object in the export's folder fails files_match_manifests, and says so."""
+    """As a scheduled run does: a stray object in an exported partition fails files_match_manifests, and says so."""
     config = seeded / "xeroml.yaml"
     assert _xeroml(seeded, config, "export", DAY).returncode == 0
-    stray = seeded / "out" / "traces" / "2025-01-01.jsonl"
+    stray = seeded / "out" / "traces" / f"{DAY}.jsonl.gz"
     stray.write_text('{"id": "left over by hand"}\n')
     try:
         done = _xeroml(seeded, config, "export", DAY)
@@ -116,5 +116,5 @@ def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:
         stray.unlink()
     assert done.returncode == 0, done.stderr  # a check reports, it does not undo the export
     (line,) = [x for x in done.stdout.splitlines() if "check traces files_match_manifests failed" in x]
-    assert "2025-01-01.jsonl: data object without a manifest" in line
+    assert f"{DAY}.jsonl.gz: data object without a manifest" in line
     assert "recount_matches_manifest failed" not in done.stdout

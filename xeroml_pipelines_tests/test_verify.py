@@ -1,18 +1,21 @@
 """`verify`: the destination listed against the manifests, on every provider, as a function, an
-asset check and a CLI command."""
+asset check on a run's partitions, the verify job over the whole destination, and a CLI command."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 
 import yaml
-from dagster import AssetKey, AssetSelection, materialize
+from dagster import AssetKey, materialize
 
 from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.destinations.local import LocalFolder
 from xeroml_pipelines.export.layout import Layout
-from xeroml_pipelines.export.verify import verify
+from xeroml_pipelines.export.verify import verify, verify_partitions
+from xeroml_pipelines.windows import Window
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.providers import PREFIX, Provider
 from xeroml_pipelines_tests.support import Exporter
@@ -37,7 +40,7 @@ def test_verify_finds_missing_orphan_and_resized_objects(exporter: Exporter, pro
     assert any("2025-01-20.jsonl" in p and "without a manifest" in p for p in report.problems)
 
 
-def test_asset_check_reports_through_dagster(exporter: Exporter) -> None:
+def test_asset_check_reports_through_dagster_on_the_runs_partitions_only(exporter: Exporter) -> None:
     insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
     defs = build_definitions(exporter.config(tables=("traces",)))
     asset = defs.get_assets_def(AssetKey(["exp", "traces"]))
@@ -48,12 +51,69 @@ def test_asset_check_reports_through_dagster(exporter: Exporter) -> None:
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["manifests"].value == 1
 
-    (exporter.out / "traces" / "2025-01-15.jsonl").unlink()
-    (exporter.out / "traces" / "2025-01-09.jsonl").write_bytes(b"{}\n")
-    result = materialize([asset, check], selection=AssetSelection.all_asset_checks(), resources=defs.resources)
+    (exporter.out / "traces" / "2025-01-15.jsonl.gz").write_bytes(b"{}\n")  # in the partition: seen
+    (exporter.out / "traces" / "2025-01-09.jsonl").write_bytes(b"{}\n")  # another partition: the verify job's
+    result = materialize([asset, check], partition_key="2025-01-15", resources=defs.resources)
     (evaluation,) = result.get_asset_check_evaluations()
-    assert not evaluation.passed and evaluation.metadata["problems"].value == 2
-    assert "2025-01-15.jsonl" in evaluation.description and "2025-01-09.jsonl" in evaluation.description
+    assert not evaluation.passed and evaluation.metadata["problems"].value == 1
+    assert "2025-01-15.jsonl.gz: data object without a manifest" in evaluation.description
+    assert "2025-01-09" not in evaluation.description
+
+
+def test_a_runs_check_reads_its_own_partitions_whatever_the_history(exporter: Exporter, monkeypatch) -> None:
+    insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00"), trace("b", "2025-01-16 10:00")])
+    for day in ("2025-01-14", "2025-01-15", "2025-01-16"):
+        exporter.run(day, tables=("traces",))
+    (exporter.out / "traces" / "2025-01-15.jsonl").write_bytes(b'{"id":"a"}\n')  # resized behind our back
+    (exporter.out / "traces" / "2025-01-16.jsonl").unlink()
+    listed: list[str] = []
+    read: list[str] = []
+    monkeypatch.setattr(LocalFolder, "list_objects", _recording(LocalFolder.list_objects, listed))
+    monkeypatch.setattr(LocalFolder, "read_bytes", _recording(LocalFolder.read_bytes, read))
+    export = exporter.config(tables=("traces",)).exports[0]
+    windows = [
+        Window(
+            d, datetime.fromisoformat(d).replace(tzinfo=UTC), datetime.fromisoformat(d).replace(tzinfo=UTC) + timedelta(days=1)
+        )
+        for d in ("2025-01-15", "2025-01-16")
+    ]
+    with export.destination.resource().process_config_and_initialize_cm() as destination:
+        report = verify_partitions(destination, export.object_layout(), "traces", windows)
+    assert len(report.problems) == 2, report.problems
+    assert any("2025-01-15.jsonl" in p and "manifest says" in p for p in report.problems)
+    assert any("2025-01-16.jsonl: missing" in p for p in report.problems)
+    # one listing and one manifest per partition of the run; 2025-01-14 is never read
+    assert listed == ["traces/2025-01-15.", "traces/2025-01-16."]
+    assert read == ["_manifests/traces/2025-01-15.json", "_manifests/traces/2025-01-16.json"]
+
+
+def _recording(method, calls: list[str]):
+    def recorded(self, key: str, *args, **kwargs):
+        calls.append(key)
+        return method(self, key, *args, **kwargs)
+
+    return recorded
+
+
+def test_the_verify_job_checks_the_whole_destination_on_its_own_schedule(exporter: Exporter) -> None:
+    insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
+    exporter.run("2025-01-15", tables=("traces",))
+    defs = build_definitions(exporter.config(tables=("traces",)))
+    schedule = defs.get_schedule_def("exp_verify_schedule")
+    assert schedule.cron_schedule == "30 3 * * 0" and schedule.job_name == "exp_verify"
+    job = defs.get_job_def("exp_verify")
+    ok = job.execute_in_process(resources=None)
+    (observation,) = [e.asset_observation_data.asset_observation for e in ok.all_events if e.is_asset_observation]
+    assert ok.success and observation.metadata["verify_problems"].value == 0
+
+    (exporter.out / "traces" / "2025-01-09.jsonl").write_bytes(b"{}\n")  # a partition no run looks at
+    bad = job.execute_in_process(raise_on_error=False)
+    assert not bad.success
+    (failure,) = bad.get_step_failure_events()
+    assert "1 problem(s)" in failure.step_failure_data.user_failure_data.description
+    assert "2025-01-09.jsonl: data object without a manifest" in failure.step_failure_data.user_failure_data.description
+    without = build_definitions(exporter.config(tables=("traces",), verify_cron=None))
+    assert "exp_verify_schedule" not in {s.name for s in without.schedules}
 
 
 def test_cli_verify(exporter: Exporter, tmp_path) -> None:

@@ -59,6 +59,11 @@ class ExportConfig(Strict):
         default=7, ge=0, le=90, description="Late data: partitions younger than this are recounted (0: never)"
     )
     recheck_interval_minutes: int = Field(default=60, ge=1, description="Late data: how often they are recounted")
+    verify_cron: str | None = Field(
+        default="30 3 * * 0",
+        description="When the whole destination is checked against every manifest (cron, UTC; default Sundays "
+        "03:30; null: only by `xeroml verify`)",
+    )
     max_partitions_per_run: int = Field(
         default=31,
         ge=1,
@@ -152,6 +157,15 @@ class ExportConfig(Strict):
         """Minutes after a window closes by which its partition must be exported."""
         grace = self.freshness_grace_minutes or min(60, self.cadence_minutes - self.lag_minutes)
         return self.lag_minutes + grace
+
+    @field_validator("verify_cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        from dagster._utils.schedules import is_valid_cron_string
+
+        if v is not None and not is_valid_cron_string(v):
+            raise ValueError(f"{v!r} is not a cron schedule (five fields, e.g. '30 3 * * 0')")
+        return v
 
     @field_validator("start_date")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import glob
 import os
 import shutil
 import socket
@@ -147,11 +148,14 @@ class LocalFolder(Destination):
 
     def list_objects(self, prefix: str) -> Iterator[tuple[str, int]]:
         base = self._path(prefix) if prefix else self._root
-        if not base.is_dir():
-            return
-        for path in sorted(base.rglob("*")):
-            if path.is_file():
-                yield path.relative_to(self._root).as_posix(), path.stat().st_size
+        # a prefix that is not a folder ("traces/2025-01-15.") lists the names it starts, as an
+        # object store does, reading only that folder's entries
+        matches = [base] if not prefix or prefix.endswith("/") else sorted(base.parent.glob(glob.escape(base.name) + "*"))
+        for match in matches:
+            paths = sorted(match.rglob("*")) if match.is_dir() else [match]
+            for path in paths:
+                if path.is_file():
+                    yield path.relative_to(self._root).as_posix(), path.stat().st_size
 
     @contextmanager
     def partition_lock(self, key: str) -> Iterator[None]:

@@ -49,5 +49,12 @@ class Layout:
             return self.key(table, window.hive_path, HIVE_FILE + extension)
         return self.key(table, window.relative_path + extension)
 
+    def partition_prefix(self, table: str, window: Window) -> str:
+        """What a listing of one partition's data objects starts with: its object under any
+        extension (a leftover of another format or codec shows up), nothing of another partition."""
+        if self.style == "hive":
+            return self.key(table, window.hive_path) + "/"
+        return self.key(table, window.relative_path + ".")
+
     def manifest_key(self, table: str, window: Window) -> str:
         return self.key(MANIFESTS_DIR, table, window.relative_path + ".json")

@@ -1,5 +1,7 @@
-"""Asset checks: the destination agrees with the manifests (`files_match_manifests`), and each
-partition's manifest agrees with ClickHouse now (`recount_matches_manifest`, per partition)."""
+"""Asset checks. With every export run, on the run's partitions only (so a run costs the same
+after years of history): their objects agree with their manifests (`files_match_manifests`) and
+their manifests with ClickHouse now (`recount_matches_manifest`). The whole destination against
+every manifest is the verify job's (verify.py), on its own schedule."""
 
 import warnings
 
@@ -19,32 +21,39 @@ from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partit
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
-from xeroml_pipelines.export.verify import verify
+from xeroml_pipelines.export.verify import VerifyReport, verify_partitions
 from xeroml_pipelines.windows import windows_for
+
+
+def _result(report: VerifyReport) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=report.ok,
+        severity=AssetCheckSeverity.ERROR,
+        description="; ".join(report.problems[:20]) or None,
+        metadata={
+            "manifests": MetadataValue.int(report.manifests),
+            "objects": MetadataValue.int(report.objects),
+            "problems": MetadataValue.int(len(report.problems)),
+        },
+    )
 
 
 def _build_files_check(export: ExportConfig, table: str) -> AssetChecksDefinition:
     key = destination_key(export)
+    partitions_def = partitions_for(export)
 
     @asset_check(
         asset=export_asset_key(export, table),
         name="files_match_manifests",
+        partitions_def=partitions_def,
         required_resource_keys={key},
-        description="Lists the destination: every manifest's object exists with its size, and no data object lacks a manifest.",
+        description="For the partitions just exported: each manifest's object exists with its size, and a listing of "
+        "the partition shows no data object without a manifest.",
     )
     def _check(context: AssetCheckExecutionContext) -> AssetCheckResult:
         destination = resource(context.resources, key, Destination)
-        report = verify(destination, export.object_layout(), table)
-        return AssetCheckResult(
-            passed=report.ok,
-            severity=AssetCheckSeverity.ERROR,
-            description="; ".join(report.problems[:20]) or None,
-            metadata={
-                "manifests": MetadataValue.int(report.manifests),
-                "objects": MetadataValue.int(report.objects),
-                "problems": MetadataValue.int(len(report.problems)),
-            },
-        )
+        windows = windows_for(partitions_def, context.partition_keys)
+        return _result(verify_partitions(destination, export.object_layout(), table, windows))
 
     return _check
 
@@ -87,6 +96,7 @@ def _build_recount_check(export: ExportConfig, table: str) -> AssetChecksDefinit
 
 
 def build_export_checks(export: ExportConfig) -> list[AssetChecksDefinition]:
+    """The checks that run with an export, on its partitions."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)  # partitioned asset checks
         return [c for table in export.tables for c in (_build_files_check(export, table), _build_recount_check(export, table))]
