@@ -3,6 +3,7 @@ partition whose data changed after export is recounted, flagged and re-exported.
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -14,9 +15,10 @@ from dagster import (
     materialize,
 )
 
+from xeroml_pipelines.clickhouse.changes import marks
 from xeroml_pipelines.config import ConfigError, parse_config
 from xeroml_pipelines.definitions import build_definitions
-from xeroml_pipelines_tests.factories import insert, trace
+from xeroml_pipelines_tests.factories import insert, score, trace
 from xeroml_pipelines_tests.support import Exporter
 
 
@@ -116,3 +118,88 @@ def test_late_data_sensor_reexports_drifted_partitions_once(exporter: Exporter) 
         with build_sensor_context(instance=instance, definitions=defs, resources=defs.resources) as ctx:
             assert sensor.evaluate_tick(ctx).run_requests == []
     assert {line["id"] for line in exporter.lines("traces", key)} == {"a", "late"}
+
+
+def test_late_data_sensor_recounts_only_what_new_rows_may_have_changed(exporter: Exporter) -> None:
+    """Ticks carry their cursor, as the daemon's do: a tick without new rows recounts nothing, and
+    each kind of late change still reaches the partition it changed - a late row, a record
+    updated out of the partition (into today, beyond the horizon), a delete, a trace moved to
+    another session - and a partition entering the horizon is recounted once."""
+    defs, day, key = _recent(exporter)
+    before = (day - timedelta(days=1)).date().isoformat()
+    insert(
+        exporter.ch,
+        "traces",
+        [
+            trace("a", _ts(day + timedelta(hours=3)), session_id="s1"),
+            trace("b", _ts(day + timedelta(hours=4)), session_id="s1"),
+            trace("c", _ts(day - timedelta(hours=20)), session_id="s2"),
+        ],
+    )
+    exports = [defs.get_assets_def(AssetKey(["exp", t])) for t in ("traces", "observations", "scores", "sessions")]
+    sensor = next(s for s in defs.sensors if s.name == "exp_late_data")
+    with DagsterInstance.ephemeral() as instance:
+        cursor = None
+
+        def tick():
+            nonlocal cursor
+            with build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor) as ctx:
+                result = sensor.evaluate_tick(ctx)
+            cursor = result.cursor
+            return result
+
+        def reexport(result) -> set[tuple[str, str]]:
+            changed = set()
+            for request in result.run_requests:
+                changed |= {(request.partition_key, k.path[-1]) for k in request.asset_selection}
+                materialize(
+                    exports,
+                    partition_key=request.partition_key,
+                    resources=defs.resources,
+                    instance=instance,
+                    selection=request.asset_selection,
+                )
+            return changed
+
+        for k in (day - timedelta(days=2), day - timedelta(days=1), day, day + timedelta(days=1)):
+            materialize(exports, partition_key=k.date().isoformat(), resources=defs.resources, instance=instance)
+        first = tick()  # no cursor yet: every recent partition recounted
+        assert first.run_requests == [] and "(16 table partitions recounted)" in first.skip_message
+        quiet = tick()
+        assert quiet.run_requests == [] and "(0 table partitions recounted)" in quiet.skip_message
+
+        # b updated today (beyond the horizon): it must leave its partition, and so must its session line
+        insert(
+            exporter.ch, "traces", [trace("b", _ts(datetime.now(UTC)), timestamp=_ts(day + timedelta(hours=4)), session_id="s1")]
+        )
+        assert reexport(tick()) == {(key, "traces"), (key, "sessions")}
+        assert {line["id"] for line in exporter.lines("traces", key)} == {"a"}
+
+        # a late row and a delete, in two partitions
+        insert(exporter.ch, "scores", [score("late", _ts(day + timedelta(hours=7)))])
+        insert(exporter.ch, "traces", [{**trace("c", _ts(day - timedelta(hours=19)), session_id="s2"), "is_deleted": 1}])
+        assert reexport(tick()) == {(key, "scores"), (before, "traces"), (before, "sessions")}
+        assert exporter.lines("traces", before)[0]["is_deleted"] is True
+
+        # a trace moved to another session in its own partition: both sessions' lines
+        insert(exporter.ch, "traces", [trace("a", _ts(day + timedelta(hours=8)), session_id="s3")])
+        changed = reexport(tick())
+        assert changed == {(key, "traces"), (key, "sessions")}
+        assert {line["id"] for line in exporter.lines("sessions", key)} == {"s3"}  # s1's last trace left
+        assert tick().run_requests == []
+
+        # a partition entering the horizon, exported after the previous tick: rows committed since
+        # its export are above that tick's marks, so it is not recounted
+        state = json.loads(cursor)
+        cursor = json.dumps({**state, "horizon_end": day.isoformat(), "marked_at": (day - timedelta(days=1)).isoformat()})
+        assert "(0 table partitions recounted)" in tick().skip_message
+        # exported before the previous tick, a row committed in between (below that tick's marks):
+        # recounted when it enters the horizon
+        insert(exporter.ch, "scores", [score("early", _ts(day + timedelta(hours=9)))])
+        state = json.loads(cursor)
+        state["marks"] = marks(exporter.ch, list(state["marks"]))
+        cursor = json.dumps(state)
+        assert tick().run_requests == []  # with the marks past it, only entering the horizon gets it recounted
+        state["horizon_end"] = day.isoformat()  # as if the previous tick's horizon ended before it
+        cursor = json.dumps(state)
+        assert reexport(tick()) == {(key, "scores")}
