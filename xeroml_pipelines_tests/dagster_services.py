@@ -26,11 +26,21 @@ def _signal_group(pgid: int, sig: int) -> None:
 
 
 def group_alive(pgid: int) -> bool:
+    """A process of the group still runs. A killed member that its (gone) parent never reaped
+    is a zombie until the init process does: it runs nothing and holds no port, so it is not
+    counted."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
-    return True
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
+            return True
+    return False
 
 
 class DagsterServices:

@@ -62,6 +62,9 @@ def _stop(proc: subprocess.Popen) -> None:
     while group_alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.2)
     _signal_group(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10  # SIGKILL is delivered, not waited for
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
 
 
 def _plain(done: subprocess.CompletedProcess, code: int, *expected: str) -> None:
