@@ -18,6 +18,16 @@ from typing import Any
 from xeroml_pipelines_tests.emulators import REPO, free_port
 
 BIN = Path(sys.executable).parent
+LAUNCH_BACKFILL = """
+mutation($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message stack }
+  }
+}"""
+BACKFILL_STATUS = """
+query($id: String!) {
+  partitionBackfillOrError(backfillId: $id) { __typename ... on PartitionBackfill { status } ... on PythonError { message } }
+}"""
 
 
 def _signal_group(pgid: int, sig: int) -> None:
@@ -41,6 +51,29 @@ def group_alive(pgid: int) -> bool:
         if int(fields[2]) == pgid and fields[0] != "Z":  # fields: state, ppid, pgrp, ...
             return True
     return False
+
+
+def _wait_group(pgid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while group_alive(pgid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return not group_alive(pgid)
+
+
+def stop_group(proc: subprocess.Popen, grace: float = 20, signalled: bool = False) -> None:
+    """Stop a process started in its own session and everything in its group, by PID: SIGTERM
+    (unless `signalled` already), the leader and then its group given `grace` seconds each,
+    then SIGKILL for whatever is left, and wait for that to land."""
+    if not signalled and proc.poll() is None:
+        _signal_group(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        _signal_group(proc.pid, signal.SIGKILL)
+        proc.wait()
+    if not _wait_group(proc.pid, grace):  # the leader is gone; children of its group may still be stopping
+        _signal_group(proc.pid, signal.SIGKILL)
+        _wait_group(proc.pid, 10)
 
 
 class DagsterServices:
@@ -96,21 +129,11 @@ class DagsterServices:
     def stop(self) -> None:
         """Stop each service's whole process group (code servers, run workers) by PID: SIGTERM,
         then SIGKILL for whatever is left after 20 s."""
-        for proc in self.procs:
+        for proc in self.procs:  # all told at once, then each waited for
             if proc.poll() is None:
                 _signal_group(proc.pid, signal.SIGTERM)
         for proc in self.procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                _signal_group(proc.pid, signal.SIGKILL)
-                proc.wait()
-            # the leader is gone; children of its group may still be stopping
-            deadline = time.monotonic() + 10
-            while group_alive(proc.pid) and time.monotonic() < deadline:
-                time.sleep(0.2)
-            if group_alive(proc.pid):
-                _signal_group(proc.pid, signal.SIGKILL)
+            stop_group(proc, signalled=True)
         self.procs.clear()
 
     def logs(self, tail: int = 4000) -> str:
@@ -151,6 +174,20 @@ class DagsterServices:
                 raise RuntimeError(f"dagster services exited:\n{self.logs()}")
             time.sleep(1)
         raise TimeoutError(f"webserver did not load the code location in {timeout}s:\n{self.logs()}")
+
+    def backfill(self, assets: list[list[str]], partitions: list[str], timeout: float = 300) -> tuple[str, str]:
+        """Launch a backfill of `partitions` of `assets` as the UI does; its id and final status."""
+        params = {"assetSelection": [{"path": a} for a in assets], "partitionNames": partitions, "fromFailure": False}
+        launched = self.graphql(LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
+        if launched["__typename"] != "LaunchBackfillSuccess":
+            raise RuntimeError(f"backfill not launched: {launched}")
+        backfill_id = launched["backfillId"]
+
+        def done():
+            status = self.graphql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["status"]
+            return status if status not in ("REQUESTED", "CANCELING", "FAILING") else None
+
+        return backfill_id, self.wait_for(done, timeout, "the backfill")
 
     def wait_for(self, predicate, timeout: float, what: str, poll: float = 2):
         deadline = time.monotonic() + timeout

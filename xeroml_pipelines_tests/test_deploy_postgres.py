@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -22,7 +21,7 @@ import duckdb
 import pytest
 import yaml
 
-from xeroml_pipelines_tests.dagster_services import BIN, DagsterServices, _signal_group, group_alive
+from xeroml_pipelines_tests.dagster_services import BIN, DagsterServices, stop_group
 from xeroml_pipelines_tests.emulators import REPO, free_port
 from xeroml_pipelines_tests.postgres import Postgres, bindir
 
@@ -35,14 +34,6 @@ FRESHNESS = """
 query($key: AssetKeyInput!) {
   assetNodeOrError(assetKey: $key) { ... on AssetNode { freshnessStatusInfo { freshnessStatus } } }
 }"""
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message }
-  }
-}"""
-BACKFILL_STATUS = """
-query($id: String!) { partitionBackfillOrError(backfillId: $id) { ... on PartitionBackfill { status } } }"""
 
 
 class _Webhook(BaseHTTPRequestHandler):
@@ -85,19 +76,9 @@ class CodeServer:
         return self
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        _signal_group(self.proc.pid, signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            _signal_group(self.proc.pid, signal.SIGKILL)
-            self.proc.wait()
-        deadline = time.monotonic() + 10
-        while group_alive(self.proc.pid) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        _signal_group(self.proc.pid, signal.SIGKILL)
-        self.proc = None
+        if self.proc is not None:
+            stop_group(self.proc, grace=30)
+            self.proc = None
 
 
 def _hour_key(moment: datetime) -> str:
@@ -240,16 +221,7 @@ with DagsterInstance.get() as instance:
 def backfill(deployment) -> tuple[list[str], list[dict]]:
     svc, day = deployment["svc"], deployment["yesterday"]
     partitions = [_hour_key(datetime.combine(day, datetime.min.time(), UTC) + timedelta(hours=h)) for h in range(3)]
-    params = {"assetSelection": [{"path": ["hourly", t]} for t in TABLES], "partitionNames": partitions, "fromFailure": False}
-    launched = svc.graphql(LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def done():
-        status = svc.graphql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["status"]
-        return status if status not in ("REQUESTED", "CANCELING", "FAILING") else None
-
-    status = svc.wait_for(done, 300, "the backfill")
+    backfill_id, status = svc.backfill([["hourly", t] for t in TABLES], partitions)
     assert status in ("COMPLETED", "COMPLETED_SUCCESS"), f"{status}\n{svc.logs()}"
     return partitions, _runs(svc, "dagster/backfill", backfill_id)
 

@@ -49,20 +49,6 @@ exports:
         yield svc, root
 
 
-LAUNCH_BACKFILL = """
-mutation($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message stack }
-  }
-}"""
-
-BACKFILL_STATUS = """
-query($id: String!) {
-  partitionBackfillOrError(backfillId: $id) { __typename ... on PartitionBackfill { status } ... on PythonError { message } }
-}"""
-
 RUNS = """
 query($filter: RunsFilter) {
   runsOrError(filter: $filter) { ... on Runs { results { runId status tags { key value } } } }
@@ -78,16 +64,7 @@ def _runs(svc: DagsterServices, **tag) -> list[dict]:
 def backfill(services) -> tuple[str, str, list[dict]]:
     """A backfill of three days of every export table, launched as the UI launches it."""
     svc, _ = services
-    params = {"assetSelection": [{"path": ["local", t]} for t in TABLES], "partitionNames": DAYS, "fromFailure": False}
-    launched = svc.graphql(LAUNCH_BACKFILL, params=params)["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    backfill_id = launched["backfillId"]
-
-    def done():
-        status = svc.graphql(BACKFILL_STATUS, id=backfill_id)["partitionBackfillOrError"]["status"]
-        return status if status not in ("REQUESTED", "CANCELING", "FAILING") else None
-
-    status = svc.wait_for(done, 300, "the backfill")
+    backfill_id, status = svc.backfill([["local", t] for t in TABLES], DAYS)
     return backfill_id, status, _runs(svc, **{"dagster/backfill": backfill_id})
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import yaml
 
-from xeroml_pipelines_tests.dagster_services import _signal_group, group_alive
+from xeroml_pipelines_tests.dagster_services import group_alive, stop_group
 from xeroml_pipelines_tests.emulators import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,22 +48,6 @@ def _graphql(port: int, query: str, **variables: object) -> dict:
         body = json.loads(response.read())
     assert not body.get("errors"), body["errors"]
     return body["data"]
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    _signal_group(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        _signal_group(proc.pid, signal.SIGKILL)
-        proc.wait()
-    deadline = time.monotonic() + 30
-    while group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    _signal_group(proc.pid, signal.SIGKILL)
-    deadline = time.monotonic() + 10  # SIGKILL is delivered, not waited for
-    while group_alive(proc.pid) and time.monotonic() < deadline:
-        time.sleep(0.2)
 
 
 def _plain(done: subprocess.CompletedProcess, code: int, *expected: str) -> None:
@@ -155,5 +138,5 @@ def test_a_newcomers_session_from_cli_mistakes_to_the_ui(tmp_path: Path) -> None
         noise = [line for line in text.splitlines() if "warn" in line.lower() or "Traceback" in line]
         assert not noise, noise
     finally:
-        _stop(proc)
+        stop_group(proc, grace=30)
     assert not group_alive(proc.pid)
