@@ -37,9 +37,16 @@ ARROW_SETTINGS = (
 )
 
 
+# The latest-version subqueries hold a set of the window's ids; using it for index analysis
+# builds a sorted copy of every id for the primary key, which prunes nothing the window's own
+# event_ts range does not already prune: 2M ids took +300 MB and 1.2 s more to select.
+SELECTION_SETTINGS = ("use_index_for_in_with_subqueries = 0",)
+
+
 def settings(block_rows: int) -> str:
     # Blocks are the unit of streaming: a block of 3 KB observations is what is in flight.
-    return f"SETTINGS {', '.join((*JSON_SETTINGS, *ARROW_SETTINGS))}, max_block_size = {int(block_rows)}"
+    pinned = (*JSON_SETTINGS, *ARROW_SETTINGS, *SELECTION_SETTINGS)
+    return f"SETTINGS {', '.join(pinned)}, max_block_size = {int(block_rows)}"
 
 
 def map_value_type(ch_type: str) -> str:

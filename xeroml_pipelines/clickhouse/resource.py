@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import clickhouse_connect
+import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
 from dagster import ConfigurableResource
@@ -131,13 +132,15 @@ class ClickHouseResource(ConfigurableResource):
 def _chdb_batches(result: Any) -> Iterator[pa.RecordBatch]:
     """The blocks of a chDB stream as Arrow batches, as ClickHouse made them (`max_block_size`).
 
-    Each fetched block is an Arrow IPC file; it is copied once out of chDB and read in place.
-    (chdb's own `record_batch()` copies it again and concatenates blocks into batches.)
+    Each fetched block is an Arrow IPC file, read in place: its buffer keeps the fetched result
+    alive for as long as any batch uses it, so nothing is copied out of chDB (a copy of every
+    block cost ~0.3 s per 500 MB on two cores). chdb's own `record_batch()` copies it twice.
     """
     while (chunk := result.fetch()) is not None:
-        data = chunk.bytes()
-        if not data:
+        view = chunk.get_memview().view()
+        if not len(view):
             continue
-        reader = pa.ipc.open_file(pa.py_buffer(data))
+        address = np.frombuffer(view, dtype=np.uint8).ctypes.data
+        reader = pa.ipc.open_file(pa.foreign_buffer(address, len(view), base=chunk))
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)

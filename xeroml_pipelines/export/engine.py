@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.export.allocator import return_freed_memory
 from xeroml_pipelines.export.cutting import cut_by_partition
 from xeroml_pipelines.export.formats import Format, format_for
 from xeroml_pipelines.export.layout import Layout
@@ -28,6 +29,7 @@ def export(destination: Destination, layout: Layout, stream: ExportStream, run_i
     have that many files open), its rows streamed into one object per partition; a group's
     objects are committed when its query ends. A failure aborts the group's uploads, leaving
     earlier groups committed and this and later ones untouched."""
+    return_freed_memory()
     clock = QueryClock()
     manifests: list[Manifest] = []
     fmt = format_for(layout.file_format, layout.compression, stream.table, stream.exclude)
