@@ -3,7 +3,7 @@
 Both go through clickhouse-connect's `Client` (chDB registers the `chdb://` backend there), so
 DDL, inserts and small queries share one code path. Streaming Arrow is the one exception:
 clickhouse-connect's chDB backend materializes a whole result before its first batch, so for
-`chdb://` the stream comes from chDB's own `send_query(..., "Arrow").record_batch(n)`.
+`chdb://` the stream comes from chDB's own `send_query(..., "Arrow")`, its blocks read in place.
 """
 
 from __future__ import annotations
