@@ -18,6 +18,7 @@ from google.cloud import storage
 from xeroml_pipelines_tests.emulators import azurite_connection_string
 
 PREFIX = "xeroml-export"
+WRITER_FOLDERS = ("_staging/", "_locks/")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class Provider:
 
     def put(self, key: str, data: bytes) -> None:
         raise NotImplementedError
+
+    def leftovers(self) -> list[str]:
+        """What a writer's own machinery left behind: staged uploads, commit locks."""
+        return [k for k in self.keys() if k.startswith(WRITER_FOLDERS)]
 
 
 @dataclass
@@ -60,6 +65,10 @@ class Local(Provider):
     def put(self, key: str, data: bytes) -> None:
         (self.root / key).parent.mkdir(parents=True, exist_ok=True)
         (self.root / key).write_bytes(data)
+
+    def leftovers(self) -> list[str]:
+        # lock files stay (flock's lock lives on the open file, not in it); staged files must not
+        return [p.name for p in (self.root / "_staging").glob("*")]
 
 
 @dataclass
@@ -102,6 +111,9 @@ class S3(Provider):
 
     def incomplete_uploads(self) -> list[str]:
         return [u["Key"] for u in self.client.list_multipart_uploads(Bucket=self.bucket).get("Uploads", [])]
+
+    def leftovers(self) -> list[str]:
+        return super().leftovers() + self.incomplete_uploads()
 
 
 @dataclass
@@ -163,3 +175,8 @@ class Azure(Provider):
 
     def put(self, key: str, data: bytes) -> None:
         self.handle.get_blob_client(key).upload_blob(data, overwrite=True)
+
+    def leftovers(self) -> list[str]:
+        # blocks staged and never committed are invisible to a plain listing
+        listed = self.handle.list_blobs(include=["uncommittedblobs"])
+        return sorted({b.name for b in listed if b.name.startswith(WRITER_FOLDERS)})

@@ -1,34 +1,49 @@
-"""Azure Blob Storage: staged blocks, then one commit of the block list, through dagster-azure's
-AzureBlobStorageResource (the Blob API, not ADLS Gen2/DFS).
+"""Azure Blob Storage: blocks staged on a private blob, committed and copied whole to the key,
+through dagster-azure's AzureBlobStorageResource (the Blob API, not ADLS Gen2/DFS).
 
-Until the block list is committed nothing changes at the key; uncommitted blocks of a failed
-run are discarded by the service after a week and are never visible.
+Blocks are staged on `_staging/<host>-<pid>-<uuid>.part`, never on the final name: committing a
+blob's block list discards every other uncommitted block of that blob, so a second run staging on
+the same final name would lose its blocks (`InvalidBlockList`). At commit, under the partition's
+lock, the private blob's block list is committed, copied to the key by the service (a copy
+within one account, no bytes through this process) and removed. Uncommitted blocks of a failed
+run are never visible and are discarded by the service after a week.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import os
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
     ServiceRequestError,
     ServiceResponseError,
 )
 from azure.storage.blob import BlobBlock, BlobServiceClient, ContainerClient, ContentSettings
+from dagster import get_dagster_logger
 from pydantic import PrivateAttr
 
 from xeroml_pipelines.destinations.azure_client import AzureBlobClientResource
-from xeroml_pipelines.destinations.base import MIB, Destination, content_type
+from xeroml_pipelines.destinations.base import MIB, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
 from xeroml_pipelines.destinations.limits import BlockSizeMiB
+from xeroml_pipelines.destinations.object_store import ObjectStore
+
+STAGING_DIR = "_staging"
+_HOST = socket.gethostname().replace("-", "_")
 
 MAX_BLOCKS = 50_000
 
@@ -57,13 +72,13 @@ def _code(e: HttpResponseError) -> str | None:
 class _BlockUpload:
     def __init__(self, container: AzureContainer, key: str) -> None:
         self._container, self._key = container, key
-        self._blob = container.handle.get_blob_client(key)
+        self._staged_name = f"{STAGING_DIR}/{_HOST}-{os.getpid()}-{uuid.uuid4().hex}.part"
+        self._staged = container.handle.get_blob_client(self._staged_name)
+        self._staged_committed = False
         self._block_size = container.block_size_mib * MIB
         self._buffer = bytearray()
         self._blocks: list[str] = []
         self._md5 = hashlib.md5()
-        # Block ids are per upload: two concurrent runs of one partition never mix blocks.
-        self._upload_id = uuid.uuid4().hex
 
     def write(self, data: bytes | memoryview) -> None:
         self._buffer += data
@@ -76,10 +91,10 @@ class _BlockUpload:
         c = self._container
         if len(self._blocks) >= MAX_BLOCKS:
             raise DestinationError(f"{c.uri(self._key)}: more than {MAX_BLOCKS} blocks; raise block_size_mib", permanent=True)
-        block_id = base64.b64encode(f"{self._upload_id}-{len(self._blocks):06d}".encode()).decode()
+        block_id = base64.b64encode(f"{len(self._blocks):06d}".encode()).decode()
         with c.errors("Put Block", self._key):
             # validate_content sends an MD5 the service checks before accepting the block.
-            self._blob.stage_block(block_id, body, length=len(body), validate_content=True)
+            self._staged.stage_block(block_id, body, length=len(body), validate_content=True)
         self._blocks.append(block_id)
 
     def commit(self, size: int) -> None:
@@ -87,18 +102,49 @@ class _BlockUpload:
         if self._buffer or not self._blocks:
             self._stage(bytes(self._buffer))
             self._buffer.clear()
-        settings = ContentSettings(content_type=content_type(self._key), content_md5=bytearray(self._md5.digest()))
+        md5 = self._md5.digest()
+        settings = ContentSettings(content_type=content_type(self._key), content_md5=bytearray(md5))
         with c.errors("Put Block List", self._key):
-            self._blob.commit_block_list([BlobBlock(block_id) for block_id in self._blocks], content_settings=settings)
-            stored = self._blob.get_blob_properties().size
-        if stored != size:
-            raise DestinationError(f"{c.uri(self._key)} holds {stored} bytes after commit, expected {size}", permanent=False)
+            self._staged.commit_block_list([BlobBlock(block_id) for block_id in self._blocks], content_settings=settings)
+        self._staged_committed = True
+        final = c.handle.get_blob_client(self._key)
+        with c.errors("Copy Blob", self._key):
+            # the staged blob's URL carries the SAS token when one is used: the source's authorization
+            copy = final.start_copy_from_url(self._staged.url)
+            status = str(copy["copy_status"])
+            while status == "pending":
+                time.sleep(0.2)
+                status = str(final.get_blob_properties().copy.status)
+            if status != "success":
+                raise DestinationError(f"{c.uri(self._key)}: the service's copy ended {status}", permanent=False)
+            stored = final.get_blob_properties()
+        got_md5 = bytes(stored.content_settings.content_md5 or b"")
+        if stored.size != size or got_md5 != md5:
+            raise DestinationError(
+                f"{c.uri(self._key)} holds {stored.size} bytes (MD5 {got_md5.hex() or 'none'}) after the copy, "
+                f"expected {size} (MD5 {md5.hex()})",
+                permanent=False,
+            )
+        self.abort()
 
     def abort(self) -> None:
-        self._buffer.clear()  # uncommitted blocks are invisible and expire on their own
+        self._buffer.clear()
+        if self._staged_committed:
+            self._staged_committed = False
+            try:
+                self._staged.delete_blob()
+            except ResourceNotFoundError:
+                pass
+            except (HttpResponseError, ServiceRequestError, ServiceResponseError) as e:
+                # the object at the key is whole either way; nothing reads `_staging/`
+                get_dagster_logger().warning(
+                    f"{self._container.uri(self._staged_name)}: could not remove this staged copy ({type(e).__name__}); "
+                    "delete it, or let a lifecycle rule on _staging/ do so"
+                )
+        # uncommitted blocks are invisible and expire on their own
 
 
-class AzureContainer(Destination):
+class AzureContainer(ObjectStore):
     """An Azure Blob Storage container through the client resource `azure`."""
 
     azure: AzureBlobClientResource
@@ -158,6 +204,45 @@ class AzureContainer(Destination):
             self.handle.get_blob_client(key).upload_blob(
                 data, overwrite=True, validate_content=True, content_settings=ContentSettings(content_type=content_type(key))
             )
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        with self.errors("Get Blob", key):
+            try:
+                downloader = self.handle.get_blob_client(key).download_blob()
+            except ResourceNotFoundError:
+                return None
+            return downloader.readall(), str(downloader.properties.etag)
+
+    def write_if(self, key: str, data: bytes, version: str | None) -> str | None:
+        blob = self.handle.get_blob_client(key)
+        condition: dict[str, Any] = {"overwrite": False}  # sends If-None-Match: *
+        if version is not None:
+            condition = {"overwrite": True, "etag": version, "match_condition": MatchConditions.IfNotModified}
+        with self.errors("Put Blob", key):
+            try:
+                return str(blob.upload_blob(data, validate_content=True, **condition)["etag"])
+            except (ResourceExistsError, ResourceModifiedError):
+                return None
+            except ResourceNotFoundError as e:
+                if _code(e) == "BlobNotFound":  # released and removed meanwhile; ContainerNotFound is an error
+                    return None
+                raise
+
+    def delete_if(self, key: str, version: str) -> bool:
+        with self.errors("Delete Blob", key):
+            try:
+                self.handle.get_blob_client(key).delete_blob(etag=version, match_condition=MatchConditions.IfNotModified)
+            except ResourceModifiedError:
+                return False
+            except ResourceNotFoundError as e:
+                if _code(e) == "BlobNotFound":
+                    return False
+                raise
+            except HttpResponseError as e:
+                if _code(e) == "AuthorizationPermissionMismatch":
+                    raise PermissionError(self.uri(key)) from None
+                raise
+        return True
 
     def delete(self, key: str) -> None:
         with self.errors("Delete Blob", key):

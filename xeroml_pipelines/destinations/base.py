@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Protocol
 
@@ -93,9 +93,9 @@ class Destination(ConfigurableResource):
         self.download(key, dest)
         return dest
 
+    @abstractmethod
     def partition_lock(self, key: str) -> AbstractContextManager[object]:
-        """Serializes the commit of one partition between concurrent runs."""
-        return nullcontext()
+        """Serializes the commit of one partition (`key`: its manifest) between concurrent runs."""
 
     def remove(self, key: str, empty: Callable[[], bytes] = bytes) -> None:
         """Remove a stale object so that no loader reads its records twice. Deleting is an

@@ -26,9 +26,10 @@ from pydantic import Field, PrivateAttr
 from requests.exceptions import ConnectionError as RequestsConnectionError
 from requests.exceptions import Timeout
 
-from xeroml_pipelines.destinations.base import MIB, Destination, content_type
+from xeroml_pipelines.destinations.base import MIB, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
 from xeroml_pipelines.destinations.limits import ChunkSizeMiB, RetryDeadline
+from xeroml_pipelines.destinations.object_store import ObjectStore
 
 # GCS answers with HTTP statuses only: they are the codes.
 GCS = Service(
@@ -123,7 +124,7 @@ class _ResumableUpload:
                 self._writer.terminate()
 
 
-class GCSBucket(Destination):
+class GCSBucket(ObjectStore):
     """A GCS bucket through the client resource `gcs`."""
 
     gcs: GCSClientResource
@@ -184,6 +185,38 @@ class GCSBucket(Destination):
     def write_small(self, key: str, data: bytes) -> None:
         with self.errors("upload", key):
             self.handle.blob(key).upload_from_string(data, content_type=content_type(key), checksum="md5", retry=self.retry)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        with self.errors("download", key):
+            blob = self.handle.get_blob(key, retry=self.retry)
+            if blob is None:
+                return None
+            try:
+                return blob.download_as_bytes(if_generation_match=blob.generation, retry=self.retry), str(blob.generation)
+            except (gexc.PreconditionFailed, gexc.NotFound):
+                return self.read_versioned(key)  # replaced or removed between the two requests
+
+    def write_if(self, key: str, data: bytes, version: str | None) -> str | None:
+        blob = self.handle.blob(key)
+        with self.errors("upload", key):
+            try:
+                # a precondition makes the upload idempotent, so the default retry applies
+                blob.upload_from_string(
+                    data, if_generation_match=0 if version is None else int(version), checksum="md5", retry=self.retry
+                )
+            except gexc.PreconditionFailed:  # (a 404 is the bucket's: an error)
+                return None
+        return str(blob.generation)
+
+    def delete_if(self, key: str, version: str) -> bool:
+        with self.errors("delete", key):
+            try:
+                self.handle.blob(key).delete(if_generation_match=int(version), retry=self.retry)
+            except (gexc.PreconditionFailed, gexc.NotFound):
+                return False
+            except gexc.Forbidden:
+                raise PermissionError(self.uri(key)) from None
+        return True
 
     def delete(self, key: str) -> None:
         with self.errors("delete", key):

@@ -3,7 +3,8 @@
 Every call stays inside the spec's IAM policy (`s3:PutObject`, `s3:GetObject`, `s3:ListBucket`):
 no HeadBucket, no CreateBucket. Two calls are optional and degrade cleanly when denied:
 `s3:AbortMultipartUpload` (else incomplete uploads wait for a bucket lifecycle rule) and
-`s3:DeleteObject` (else `Destination.remove` replaces a stale object with an empty one).
+`s3:DeleteObject` (else `Destination.remove` replaces a stale object with an empty one, and a
+released commit lock stays as an empty object).
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from dagster import get_dagster_logger
 from pydantic import Field, PrivateAttr
 
-from xeroml_pipelines.destinations.base import MIB, Destination, content_type
+from xeroml_pipelines.destinations.base import MIB, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
 from xeroml_pipelines.destinations.limits import PartSizeMiB
+from xeroml_pipelines.destinations.object_store import ObjectStore
 from xeroml_pipelines.destinations.s3_client import S3ClientResource
 
 MAX_PARTS = 10_000
@@ -131,7 +133,11 @@ class _MultipartUpload:
         self._upload_id = None
 
 
-class S3Bucket(Destination):
+# Another writer's conditional write came first: 412, or 409 while its request is in flight.
+_CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"})
+
+
+class S3Bucket(ObjectStore):
     """An S3 bucket (or an S3-compatible store) through the client resource `s3`."""
 
     s3: S3ClientResource
@@ -205,6 +211,36 @@ class S3Bucket(Destination):
                 **self.encryption(),
             )
         self.check_etag(response["ETag"], hashlib.md5(data).hexdigest(), key)
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        try:
+            with self.errors("GetObject", key, missing_ok=True):
+                response = self.client.get_object(Bucket=self.bucket, Key=key)
+                return response["Body"].read(), response["ETag"]
+        except FileNotFoundError:
+            return None
+
+    def write_if(self, key: str, data: bytes, version: str | None) -> str | None:
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            response = self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentMD5=_b64md5(data), **condition, **self.encryption()
+            )
+        except ClientError as e:
+            if _code(e) in _CONDITION_FAILED:
+                return None
+            raise self._translate(e, "PutObject", key) from None
+        except BotoCoreError as e:
+            raise self._translate(e, "PutObject", key) from None
+        return str(response["ETag"])
+
+    def delete_if(self, key: str, version: str) -> bool:
+        # DeleteObject's If-Match is not offered by every S3-compatible store: compare, then delete
+        current = self.read_versioned(key)
+        if current is None or current[1] != version:
+            return False
+        self.delete(key)
+        return True
 
     def delete(self, key: str) -> None:
         try:
