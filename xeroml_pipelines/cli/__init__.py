@@ -147,17 +147,21 @@ def main(argv: list[str] | None = None) -> int:
     verbose.add_argument("--verbose", action="store_true", help="print a failure's stack trace too")
 
     p = sub.add_parser("demo", parents=[verbose], help="seed the embedded demo database if empty, then export the demo days")
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--traces-per-day", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--format", choices=["jsonl", "parquet"], help="write these files whatever the configuration says")
+    p.add_argument("--days", type=int, default=7, help="days of demo data to seed (default 7; only into an empty database)")
+    p.add_argument("--traces-per-day", type=int, default=1000, help="traces per day and project to seed (default 1000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed of the demo data (default 42: the same data every time)")
+    p.add_argument(
+        "--format",
+        choices=["jsonl", "parquet"],
+        help="write these files whatever the configuration says (replaces the other format's files: one object per partition)",
+    )
     p.set_defaults(fn=cmd_demo)
 
     p = sub.add_parser("seed", help="create the schema and fill it with demo data if it holds no traces")
     p.add_argument("--start", type=_day, help="first day (default: the demo's, 2025-01-13)")
-    p.add_argument("--days", type=int, default=7)
-    p.add_argument("--traces-per-day", type=int, default=1000)
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--days", type=int, default=7, help="days of data (default 7)")
+    p.add_argument("--traces-per-day", type=int, default=1000, help="traces per day and project (default 1000)")
+    p.add_argument("--seed", type=int, default=42, help="random seed (default 42: the same data every time)")
     p.set_defaults(fn=cmd_seed)
 
     p = sub.add_parser("export", parents=[verbose], help="materialize the partitions of a date range (inclusive)")
@@ -190,6 +194,13 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from xeroml_pipelines.errors import ConfigError
+
+    if not getattr(args, "verbose", False):
+        import logging
+
+        # the drivers' own retry warnings: the one FAILED line says what went wrong
+        for name in ("clickhouse_connect", "urllib3"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
     try:
         return args.fn(args)

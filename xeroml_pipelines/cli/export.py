@@ -111,12 +111,16 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
     from xeroml_pipelines.defs.location import build_definitions
 
     selected = plan(config, names, first, last)
+    missing = config.missing_secrets({export.name for export, _ in selected})
+    if missing:
+        raise UsageError(f"secrets missing from the environment (unset or empty): {', '.join(missing)}; set them and re-run")
     defs = build_definitions(config)
     instance = project_instance(Path.cwd())
     for run_id in fail_orphaned_runs(instance):
         print(f"run {run_id} was left unfinished by a killed xeroml process: marked failed, its pool slots freed")
     failures = 0
     for export, partitions in selected:
+        failed_before = failures
         # the export, then its warehouse load (what the sensor does in a deployment)
         keys = [export_asset_key(export, t) for t in export.tables]
         if export.warehouse:
@@ -153,6 +157,8 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
                 summary = " ".join(f"{t}={rows}" for t, (rows, _) in exported[key].items())
                 status = f"ok {summary}" if ok else f"FAILED: {cause}"
                 print(f"{export.name} {key}: {status}  {progress.line()}", flush=True)
+        if failures > failed_before:
+            continue  # "files under ..." would read as success
         print(f"{export.name}: files under {export.destination.location}")
         if export.warehouse:
             wh = export.warehouse

@@ -41,6 +41,28 @@ def is_permanent(error: BaseException) -> bool:
     return code in _PERMANENT_CODES
 
 
+_REASONS = (
+    (re.compile(r"Connection refused", re.I), "connection refused: nothing listens on that port"),
+    (re.compile(r"timed out|timeout", re.I), "no answer before the timeout"),
+    (re.compile(r"Name or service not known|nodename nor servname|getaddrinfo failed|NameResolution", re.I), "unknown host name"),
+    (re.compile(r"Network is unreachable|No route to host", re.I), "no route to the host"),
+    (re.compile(r"SSL|certificate", re.I), "the TLS handshake failed"),
+    (re.compile(r"Connection reset|RemoteDisconnected|Connection aborted", re.I), "the connection was closed"),
+)
+
+
+def unreachable(where: str, error: BaseException, attempts: int, seconds: float) -> ClickHouseError:
+    """No answer from the server after every connection attempt: the run stops here (its step
+    is not retried again, so an unreachable server is reported within seconds, not minutes)."""
+    text = str(error)
+    reason = next((why for pattern, why in _REASONS if pattern.search(text)), type(error).__name__)
+    return ClickHouseError(
+        f"cannot reach ClickHouse at {where}: {reason} ({attempts} attempts in {seconds:.0f} s). "
+        "Check clickhouse.url, the network, and that the server runs; nothing was published.",
+        permanent=True,
+    )
+
+
 def engine_locked(e: BaseException) -> bool:
     text = str(e)
     return "Cannot lock file" in text or "Another server instance" in text or "Error initializing EmbeddedServer" in text

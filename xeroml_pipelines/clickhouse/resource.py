@@ -19,10 +19,11 @@ import clickhouse_connect
 import numpy as np
 import pyarrow as pa
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import ConfigurableResource
 from pydantic import Field, PrivateAttr
 
-from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy, engine_locked
+from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy, engine_locked, unreachable
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName
 from xeroml_pipelines.tables import create_schema_sql
 
@@ -42,6 +43,13 @@ class ClickHouseResource(ConfigurableResource):
     embedded_wait_s: float = Field(
         default=120, ge=0, description="chDB only: how long to wait while another process holds the engine"
     )
+    connect_timeout_s: float = Field(default=5, gt=0, description="How long one attempt to connect may take")
+    connect_retry_s: float = Field(
+        default=20, ge=0, description="How long connecting is retried before the run fails (a restarting server)"
+    )
+    read_timeout_s: float = Field(
+        default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
+    )
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -59,16 +67,34 @@ class ClickHouseResource(ConfigurableResource):
                 os.makedirs(self.chdb_path, exist_ok=True)
                 self._client = self._wait_for_engine(lambda: clickhouse_connect.get_client(dsn=f"chdb://{self.chdb_path}"))
             else:
-                parsed = urlparse(self.url)
-                self._client = clickhouse_connect.get_client(
-                    host=parsed.hostname,
-                    port=parsed.port or (8443 if parsed.scheme == "https" else 8123),
+                self._client = self._connect()
+        return self._client
+
+    def _connect(self) -> Client:
+        """A client of the server, retried while it does not answer (refused, timed out, name
+        unknown) for `connect_retry_s`; then one error naming the host and the reason."""
+        parsed = urlparse(self.url)
+        host, port = parsed.hostname, parsed.port or (8443 if parsed.scheme == "https" else 8123)
+        started, delay, attempts = time.monotonic(), 1.0, 0
+        while True:
+            attempts += 1
+            try:
+                return clickhouse_connect.get_client(
+                    host=host,
+                    port=port,
                     interface=parsed.scheme,
                     username=self.user,
                     password=self.password or "",
                     database=self.database,
+                    connect_timeout=self.connect_timeout_s,
+                    send_receive_timeout=self.read_timeout_s,
                 )
-        return self._client
+            except OperationalError as e:
+                elapsed = time.monotonic() - started
+                if elapsed + delay > self.connect_retry_s:
+                    raise unreachable(f"{parsed.scheme}://{host}:{port}", e, attempts, elapsed) from e
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     def _wait_for_engine(self, open_engine: Callable[[], T]) -> T:
         """chDB locks its folder to one process at a time: a run, the late-data sensor, or the

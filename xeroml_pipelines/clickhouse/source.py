@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from xeroml_pipelines.clickhouse.errors import read_failure
+from xeroml_pipelines.clickhouse.errors import ClickHouseError, read_failure
 from xeroml_pipelines.clickhouse.lines import Shape
 from xeroml_pipelines.clickhouse.queries import query_for
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
@@ -51,5 +51,7 @@ class TableQuery:
                 for batch in result:
                     rows += batch.num_rows
                     yield batch
+        except ClickHouseError:
+            raise  # already in our words (an unreachable server)
         except Exception as e:
             raise read_failure(what, e, rows) from e

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Collection
 from datetime import UTC, date, datetime
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config.base import Strict
@@ -22,9 +24,24 @@ class ClickHouseConfig(Strict):
     user: str = "default"
     password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
     database: DatabaseName = "default"
+    connect_timeout_s: float = Field(default=5, gt=0, description="How long one attempt to connect may take")
+    connect_retry_s: float = Field(
+        default=20, ge=0, description="How long connecting is retried before the run fails (with defaults: ~25 s at most)"
+    )
+    read_timeout_s: float = Field(
+        default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
+    )
 
     def resource(self) -> ClickHouseResource:
-        return ClickHouseResource(url=self.url, user=self.user, password=env(self.password_env), database=self.database)
+        return ClickHouseResource(
+            url=self.url,
+            user=self.user,
+            password=env(self.password_env),
+            database=self.database,
+            connect_timeout_s=self.connect_timeout_s,
+            connect_retry_s=self.connect_retry_s,
+            read_timeout_s=self.read_timeout_s,
+        )
 
 
 class ExportConfig(Strict):
@@ -185,6 +202,26 @@ class XeroMLConfig(Strict):
     clickhouse: ClickHouseConfig
     exports: tuple[ExportConfig, ...]
     alerts: AlertsConfig | None = Field(default=None, description="Where freshness alerts are posted")
+
+    def missing_secrets(self, export_names: Collection[str] | None = None) -> list[str]:
+        """Each `*_env` field (of ClickHouse, the alerts and the exports named) whose environment
+        variable is unset or empty, as `NAME (path.to.field)`: checked before any run starts,
+        where Dagster would only fail inside the run."""
+        missing: list[str] = []
+
+        def walk(model: object, path: str) -> None:
+            if isinstance(model, BaseModel):
+                for name in type(model).model_fields:
+                    walk(getattr(model, name), f"{path}.{name}" if path else name)
+            elif isinstance(model, tuple):
+                for i, item in enumerate(model):
+                    if not isinstance(item, ExportConfig) or export_names is None or item.name in export_names:
+                        walk(item, f"{path}.{i}")
+            elif path.endswith("_env") and isinstance(model, str) and not os.environ.get(model):
+                missing.append(f"{model} ({path})")
+
+        walk(self, "")
+        return missing
 
     def with_format(self, file_format: FileFormat) -> XeroMLConfig:
         """Every export writing `file_format` files (validated again: a codec may not fit it)."""

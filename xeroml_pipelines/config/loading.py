@@ -54,11 +54,32 @@ _Loader.yaml_implicit_resolvers = {
 }
 
 
+# PyYAML's problems, in plain words (its own text names "<unicode string>", not the file)
+_YAML_PROBLEMS = (
+    ("expected <block end>", "this line's indentation does not line up with the lines above it"),
+    ("mapping values are not allowed", "a ':' where none is allowed: check the indentation, or quote a value holding ': '"),
+    ("found character '\\t'", "a tab: indent with spaces"),
+    ("expected ',' or ']'", "a [ list that is not closed"),
+    ("expected ',' or '}'", "a { mapping that is not closed"),
+    ("quoted scalar", "a quote that is not closed"),
+    ("could not find expected ':'", "a key without its ':'"),
+)
+
+
+def _yaml_error(e: yaml.YAMLError, source: str) -> str:
+    """A YAML syntax error as one line: the file, line and column, and what is wrong there."""
+    mark = getattr(e, "problem_mark", None)
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark is not None else source
+    text = " ".join(filter(None, [getattr(e, "context", None), getattr(e, "problem", None)])) or type(e).__name__
+    problem = next((plain for needle, plain in _YAML_PROBLEMS if needle in text), text)
+    return f"invalid configuration in {where}: not valid YAML: {problem}"
+
+
 def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
     try:
         raw = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as e:
-        raise ConfigError(f"invalid configuration in {source}: not valid YAML: {e}") from None
+        raise ConfigError(_yaml_error(e, source)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {source}: expected a mapping with 'clickhouse' and 'exports'")
     try:
@@ -73,5 +94,8 @@ def load_config() -> XeroMLConfig:
         return default_config()
     p = Path(path)
     if not p.is_file():
-        raise ConfigError(f"{CONFIG_ENV}={path} does not name a readable file")
+        raise ConfigError(
+            f"{CONFIG_ENV}={path} does not name a readable file; "
+            f"unset {CONFIG_ENV} to run on the embedded defaults (the demo database and ./{DEFAULT_EXPORT_DIR})"
+        )
     return parse_config(p.read_text(), str(p))
