@@ -3,10 +3,13 @@ documented exit code (2: the command or configuration; 1: an export failed), nev
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import subprocess
 import sys
+import threading
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -98,10 +101,43 @@ def test_progress_lines_count_partitions_rows_and_bytes(seeded: Path) -> None:
     assert done.returncode == 0, done.stderr
     lines = [x for x in done.stdout.splitlines() if x.startswith("main 2025-")]
     assert [x.split(":")[0] for x in lines] == ["main 2025-01-13", f"main {DAY}"]
-    progress = [re.search(r"\[(\d)/2\] ([\d,]+) rows, ([\d.]+) MB in \d+ s \([\d,]+ rows/s\)$", x) for x in lines]
+    progress = [re.search(r"\[(\d)/2\] ([\d,]+) rows, ([\d.]+) MB in [\d.,]+ s \([\d,]+ rows/s\)$", x) for x in lines]
     assert all(progress), lines
     first, second = (int(m.group(2).replace(",", "")) for m in progress if m)
     assert 0 < first < second
+
+
+def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
+    seeded: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The run is held open after its work is done until the first partition's line has been
+    printed: the line must come from the run's commits as they land, not from its result."""
+    import dagster
+
+    from xeroml_pipelines.cli.export import run_exports
+    from xeroml_pipelines.config.loading import parse_config
+
+    printed = threading.Event()
+    seen_before_return: list[bool] = []
+    real_materialize = dagster.materialize
+
+    def materialize_then_hold(*args, **kwargs):
+        result = real_materialize(*args, **kwargs)
+        seen_before_return.append(printed.wait(timeout=60))
+        return result
+
+    class Watch(io.StringIO):
+        def write(self, text: str) -> int:
+            if ": ok traces=" in text:
+                printed.set()
+            return super().write(text)
+
+    monkeypatch.setattr(dagster, "materialize", materialize_then_hold)
+    monkeypatch.chdir(seeded)
+    monkeypatch.setattr(sys, "stdout", Watch())
+    config = parse_config((seeded / "xeroml.yaml").read_text(), "xeroml.yaml")
+    assert run_exports(config, None, date(2025, 1, 13), date(2025, 1, 14)) == 0
+    assert seen_before_return == [True], "no partition line before the run returned"
 
 
 def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:

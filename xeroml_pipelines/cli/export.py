@@ -4,6 +4,7 @@ checked before any work starts, reported one plain line per partition."""
 from __future__ import annotations
 
 import sys
+import threading
 import time as clock
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -64,7 +65,8 @@ def plan(config: XeroMLConfig, names: list[str] | None, first: date, last: date)
 
 @dataclass
 class Progress:
-    """Partitions done out of all, rows and stored bytes so far, and the rate."""
+    """Partitions done out of all, and every table partition committed so far: its rows and
+    stored bytes, and the rate since the command started."""
 
     total: int
     done: int = 0
@@ -76,8 +78,37 @@ class Progress:
         seconds = max(clock.monotonic() - self.started, 1e-9)
         return (
             f"[{self.done}/{self.total}] {self.rows:,} rows, {self.stored / 1e6:,.1f} MB "
-            f"in {seconds:,.0f} s ({self.rows / seconds:,.0f} rows/s)"
+            f"in {seconds:,.1f} s ({self.rows / seconds:,.0f} rows/s)"
         )
+
+
+class Commits:
+    """The export's table partitions committed since it was created, read from the instance's
+    event log as the run goes (the run executes on another thread)."""
+
+    def __init__(self, instance: Any, keys: list[Any]) -> None:
+        from dagster import AssetRecordsFilter
+
+        self._instance, self._filter = instance, AssetRecordsFilter
+        self._after = {key: self._latest(key) for key in keys}
+
+    def _latest(self, key: Any) -> int:
+        records = self._instance.fetch_materializations(key, limit=1).records
+        return records[0].storage_id if records else 0
+
+    def new(self) -> list[tuple[str, str, int, int]]:
+        """(partition, table, rows, bytes) of each commit not returned before."""
+        found = []
+        for key, after in self._after.items():
+            result = self._instance.fetch_materializations(
+                self._filter(asset_key=key, after_storage_id=after), limit=10_000, ascending=True
+            )
+            for record in result.records:
+                m = record.asset_materialization
+                if m is not None and m.partition and "rows" in m.metadata:
+                    found.append((m.partition, key.path[-1], int(m.metadata["rows"].value), int(m.metadata["bytes"].value)))
+                self._after[key] = record.storage_id
+        return found
 
 
 def _failure(result: Any, verbose: bool) -> str:
@@ -101,9 +132,72 @@ def _failure(result: Any, verbose: bool) -> str:
     return "the run failed (see the Dagster event log)"
 
 
+def _run_group(
+    export: ExportConfig,
+    group: list[str],
+    assets: list[Any],
+    tags: dict[str, str],
+    resources: Any,
+    instance: Any,
+    progress: Progress,
+    verbose: bool,
+) -> bool:
+    """One run of `group`'s partitions, each partition's line printed when its last table
+    commits (the run goes on a worker thread; this one reads its commits). True if it succeeded."""
+    from dagster import materialize
+
+    from xeroml_pipelines.defs.keys import export_asset_key
+
+    commits = Commits(instance, [export_asset_key(export, t) for t in export.tables])
+    exported: dict[str, dict[str, int]] = {key: {} for key in group}  # rows per table
+
+    def report() -> None:
+        for partition, table, rows, size in commits.new():
+            if partition not in exported:
+                continue
+            exported[partition][table] = rows
+            progress.rows += rows
+            progress.stored += size
+            if len(exported[partition]) == len(export.tables):  # the partition's last table
+                progress.done += 1
+                summary = " ".join(f"{t}={exported[partition][t]}" for t in export.tables)
+                print(f"{export.name} {partition}: ok {summary}  {progress.line()}", flush=True)
+
+    outcome: list[Any] = []
+
+    def run() -> None:
+        try:
+            outcome.append(
+                materialize(assets, tags=tags, resources=resources, instance=instance, raise_on_error=False, run_config=_QUIET)
+            )
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, name="xeroml-run")
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.5)
+        report()
+    report()
+    result = outcome[0]
+    if isinstance(result, BaseException):
+        raise result
+    for evaluation in result.get_asset_check_evaluations():
+        if not evaluation.passed:
+            what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
+            print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
+    if not result.success:
+        # a failed run may still have committed its earlier partitions (README: range runs)
+        cause = _failure(result, verbose)
+        for key in group:
+            if len(exported[key]) < len(export.tables):
+                progress.done += 1
+                print(f"{export.name} {key}: FAILED: {cause}  {progress.line()}", flush=True)
+    return bool(result.success)
+
+
 def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last: date, verbose: bool = False) -> int:
     """Failed runs: 0 when every partition was exported (and loaded)."""
-    from dagster import materialize
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
     from xeroml_pipelines.defs.export.checks import build_export_checks
@@ -133,30 +227,7 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
         for start in range(0, len(partitions), export.max_partitions_per_run):
             group = partitions[start : start + export.max_partitions_per_run]
             tags = {ASSET_PARTITION_RANGE_START_TAG: group[0], ASSET_PARTITION_RANGE_END_TAG: group[-1], **process_tag()}
-            result = materialize(
-                assets, tags=tags, resources=defs.resources, instance=instance, raise_on_error=False, run_config=_QUIET
-            )
-            failures += not result.success
-            cause = "" if result.success else _failure(result, verbose)
-            for evaluation in result.get_asset_check_evaluations():
-                if not evaluation.passed:
-                    what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
-                    print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
-            exported: dict[str, dict[str, tuple[int, int]]] = {key: {} for key in group}  # rows, bytes per table
-            for event in result.get_asset_materialization_events():
-                m = event.materialization
-                if "rows" in m.metadata and m.partition in exported:
-                    counts = (int(m.metadata["rows"].value), int(m.metadata["bytes"].value))  # type: ignore[arg-type]
-                    exported[m.partition][m.asset_key.path[-1]] = counts
-            for key in group:
-                progress.done += 1
-                progress.rows += sum(rows for rows, _ in exported[key].values())
-                progress.stored += sum(size for _, size in exported[key].values())
-                # a failed run may still have committed its earlier partitions (README: range runs)
-                ok = result.success or len(exported[key]) == len(export.tables)
-                summary = " ".join(f"{t}={rows}" for t, (rows, _) in exported[key].items())
-                status = f"ok {summary}" if ok else f"FAILED: {cause}"
-                print(f"{export.name} {key}: {status}  {progress.line()}", flush=True)
+            failures += not _run_group(export, group, assets, tags, defs.resources, instance, progress, verbose)
         if failures > failed_before:
             continue  # "files under ..." would read as success
         print(f"{export.name}: files under {export.destination.location}")
