@@ -119,10 +119,10 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
 
     printed = threading.Event()
     seen_before_return: list[bool] = []
-    real_materialize = dagster.materialize
+    real_execute = dagster.JobDefinition.execute_in_process
 
-    def materialize_then_hold(*args, **kwargs):
-        result = real_materialize(*args, **kwargs)
+    def execute_then_hold(job, *args, **kwargs):
+        result = real_execute(job, *args, **kwargs)
         seen_before_return.append(printed.wait(timeout=60))
         return result
 
@@ -132,12 +132,12 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
                 printed.set()
             return super().write(text)
 
-    monkeypatch.setattr(dagster, "materialize", materialize_then_hold)
+    monkeypatch.setattr(dagster.JobDefinition, "execute_in_process", execute_then_hold)
     monkeypatch.chdir(seeded)
     monkeypatch.setattr(sys, "stdout", Watch())
     config = parse_config((seeded / "xeroml.yaml").read_text(), "xeroml.yaml")
     assert run_exports(config, None, date(2025, 1, 13), date(2025, 1, 14)) == 0
-    assert seen_before_return == [True], "no partition line before the run returned"
+    assert seen_before_return == [True], "no partition line before the export run returned"
 
 
 def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:

@@ -167,10 +167,29 @@ def test_cli_demo_exports_the_demo_project(tmp_path: Path) -> None:
                 assert json.loads(line)["project_id"] == "demo"
     snapshot = {p: p.read_bytes() for p in out.rglob("*.jsonl")}
 
-    second = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    # a seeded database: --days says it adds nothing, and the export covers what was seeded
+    second = subprocess.run([*cmd[:-4], "--days", "30"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert second.returncode == 0, second.stderr[-3000:]
-    assert "seeded" not in second.stdout
+    assert "the database already holds traces (2025-01-13 .. 2025-01-17): nothing seeded; --days" in second.stdout
+    assert "delete ./xeroml-demo-db to seed anew" in second.stdout
     assert {p: p.read_bytes() for p in out.rglob("*.jsonl")} == snapshot
+    # the UI's partitions (the embedded default, XEROML_HOME here) end where the demo data does
+    from xeroml_pipelines.config import default_config
+    from xeroml_pipelines.defs.keys import partitions_for
+
+    keys = partitions_for(default_config(tmp_path).exports[0]).get_partition_keys()
+    assert keys == ["2025-01-13", "2025-01-14", "2025-01-15", "2025-01-16", "2025-01-17"]
+
+    helped = subprocess.run([*cmd[:4], "--help"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    text = " ".join(helped.stdout.split())
+    for said in ("--days DAYS days of demo data to seed", "traces per day and project to seed", "random seed of the demo"):
+        assert said in text, helped.stdout
+    assert "replaces the other format" in text
+
+    third = subprocess.run([*cmd, "--format", "parquet"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "writing parquet files: a partition has one object, so each replaces" in third.stdout
+    assert "read {table}/*.parquet from now on" in third.stdout
 
 
 def test_cli_export_runs_a_range_as_a_backfill_does(tmp_path: Path) -> None:

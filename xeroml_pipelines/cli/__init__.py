@@ -13,29 +13,50 @@ from datetime import date, timedelta
 from xeroml_pipelines.cli.export import UsageError, run_exports
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from xeroml_pipelines.config import DEMO_START, load_config
+def _seed(args: argparse.Namespace, first: date) -> tuple[date, date]:
+    """Seed the demo data into an empty database (saying so, or saying why nothing was added);
+    the days it spans, its tail of late updates included."""
+    import os
+
+    from xeroml_pipelines.config import CONFIG_ENV, demo_days, load_config, record_demo_days
+    from xeroml_pipelines.config.loading import DEFAULT_CHDB_DIR, DEMO_TAIL_DAYS
     from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
 
+    embedded = not os.environ.get(CONFIG_ENV)  # the demo's own database, whose days are recorded
+    spec = DemoSpec(start=first, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
+    if seed_if_empty(load_config().clickhouse.resource(), spec):
+        print(f"seeded demo data: {args.days} days from {first}, {args.traces_per_day} traces/day/project")
+        if embedded:
+            return record_demo_days(first, args.days)
+        return first, first + timedelta(days=args.days - 1 + DEMO_TAIL_DAYS)
+    known = demo_days() if embedded else None
+    where = f"./{DEFAULT_CHDB_DIR}" if embedded else "the configured database"
+    print(
+        f"the database already holds traces{f' ({known[0]} .. {known[1]})' if known else ''}: nothing seeded; "
+        f"--days, --traces-per-day and --seed apply to an empty database only (delete {where} to seed anew)"
+    )
+    return known or (first, first + timedelta(days=args.days - 1 + DEMO_TAIL_DAYS))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from xeroml_pipelines.config import DEMO_START, load_config
+
+    first, last = _seed(args, DEMO_START)
     config = load_config()
     if args.format:
         config = config.with_format(args.format)
-    spec = DemoSpec(start=DEMO_START, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
-    if seed_if_empty(config.clickhouse.resource(), spec):
-        print(f"seeded demo data: {args.days} days from {DEMO_START}, {args.traces_per_day} traces/day/project")
-    # Updates and late arrivals land up to three days after the last demo day.
-    last = DEMO_START + timedelta(days=args.days + 2)
-    return 1 if run_exports(config, None, DEMO_START, last, args.verbose) else 0
+        extension = ".parquet" if args.format == "parquet" else ".jsonl"
+        print(
+            f"writing {args.format} files: a partition has one object, so each replaces the partition's file of the "
+            f"other format (read {{table}}/*{extension} from now on)"
+        )
+    return 1 if run_exports(config, None, first, last, args.verbose) else 0
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from xeroml_pipelines.config import DEMO_START, load_config
-    from xeroml_pipelines.demo.generate import DemoSpec, seed_if_empty
+    from xeroml_pipelines.config import DEMO_START
 
-    config = load_config()
-    spec = DemoSpec(start=args.start or DEMO_START, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
-    seeded = seed_if_empty(config.clickhouse.resource(), spec)
-    print("seeded demo data" if seeded else "the database already holds traces: nothing seeded")
+    _seed(args, args.start or DEMO_START)
     return 0
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import threading
 import time as clock
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
 
 # One summary line per partition here; the full event log stays in the Dagster instance.
 _QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+# The tags a backfill gives a run of a partition range (Dagster's documented run tags).
+RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 class UsageError(Exception):
@@ -132,22 +135,37 @@ def _failure(result: Any, verbose: bool) -> str:
     return "the run failed (see the Dagster event log)"
 
 
-def _run_group(
-    export: ExportConfig,
-    group: list[str],
-    assets: list[Any],
-    tags: dict[str, str],
-    resources: Any,
-    instance: Any,
-    progress: Progress,
-    verbose: bool,
-) -> bool:
-    """One run of `group`'s partitions, each partition's line printed when its last table
-    commits (the run goes on a worker thread; this one reads its commits). True if it succeeded."""
-    from dagster import materialize
+def _on_worker(execute: Callable[[], Any], report: Callable[[], None]) -> Any:
+    """`execute` (a run) on a worker thread while this one calls `report` twice a second."""
+    outcome: list[Any] = []
 
+    def run() -> None:
+        try:
+            outcome.append(execute())
+        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
+            outcome.append(e)
+
+    worker = threading.Thread(target=run, name="xeroml-run")
+    worker.start()
+    while worker.is_alive():
+        worker.join(timeout=0.5)
+        report()
+    report()
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
+def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any, progress: Progress, verbose: bool) -> bool:
+    """The export job's run of `group`'s partitions (its checks included), each partition's
+    line printed when its last table commits; then, if it succeeded, the load job's run of them
+    (what the load sensor does in a deployment). True if both succeeded."""
+    from xeroml_pipelines.defs.export.schedules import export_job_name
     from xeroml_pipelines.defs.keys import export_asset_key
+    from xeroml_pipelines.defs.warehouse.sensors import load_job_name
 
+    # As a backfill's run of a range: one ClickHouse scan per table, one file and manifest per partition.
+    tags = {RANGE_START_TAG: group[0], RANGE_END_TAG: group[-1], **process_tag()}
     commits = Commits(instance, [export_asset_key(export, t) for t in export.tables])
     exported: dict[str, dict[str, int]] = {key: {} for key in group}  # rows per table
 
@@ -163,25 +181,11 @@ def _run_group(
                 summary = " ".join(f"{t}={exported[partition][t]}" for t in export.tables)
                 print(f"{export.name} {partition}: ok {summary}  {progress.line()}", flush=True)
 
-    outcome: list[Any] = []
+    def run(job_name: str) -> Any:
+        job = defs.resolve_job_def(job_name)
+        return job.execute_in_process(instance=instance, tags=tags, run_config=_QUIET, raise_on_error=False)
 
-    def run() -> None:
-        try:
-            outcome.append(
-                materialize(assets, tags=tags, resources=resources, instance=instance, raise_on_error=False, run_config=_QUIET)
-            )
-        except BaseException as e:  # noqa: BLE001 - re-raised on the calling thread
-            outcome.append(e)
-
-    worker = threading.Thread(target=run, name="xeroml-run")
-    worker.start()
-    while worker.is_alive():
-        worker.join(timeout=0.5)
-        report()
-    report()
-    result = outcome[0]
-    if isinstance(result, BaseException):
-        raise result
+    result = _on_worker(lambda: run(export_job_name(export)), report)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
@@ -193,15 +197,17 @@ def _run_group(
             if len(exported[key]) < len(export.tables):
                 progress.done += 1
                 print(f"{export.name} {key}: FAILED: {cause}  {progress.line()}", flush=True)
-    return bool(result.success)
+        return False
+    if export.warehouse:
+        loaded = run(load_job_name(export))
+        if not loaded.success:
+            print(f"{export.name} {group[0]} .. {group[-1]}: load FAILED: {_failure(loaded, verbose)}", flush=True)
+            return False
+    return True
 
 
 def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last: date, verbose: bool = False) -> int:
     """Failed runs: 0 when every partition was exported (and loaded)."""
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-
-    from xeroml_pipelines.defs.export.checks import build_export_checks
-    from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
     from xeroml_pipelines.defs.location import build_definitions
 
     selected = plan(config, names, first, last)
@@ -214,21 +220,15 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
         print(f"run {run_id} was left unfinished by a killed xeroml process: marked failed, its pool slots freed")
     failures = 0
     for export, partitions in selected:
-        failed_before = failures
-        # the export, then its warehouse load (what the sensor does in a deployment)
-        keys = [export_asset_key(export, t) for t in export.tables]
-        if export.warehouse:
-            keys += [warehouse_asset_key(export, t) for t in export.tables]
-        # the asset checks too, as a scheduled run has them: README's "every export step is followed by them"
-        assets = [*(defs.get_assets_def(k) for k in keys), *build_export_checks(export)]
         progress = Progress(total=len(partitions))
-        # As a backfill runs them: up to max_partitions_per_run partitions per run, one ClickHouse
-        # scan per table for the run's range, one file and manifest per partition.
-        for start in range(0, len(partitions), export.max_partitions_per_run):
-            group = partitions[start : start + export.max_partitions_per_run]
-            tags = {ASSET_PARTITION_RANGE_START_TAG: group[0], ASSET_PARTITION_RANGE_END_TAG: group[-1], **process_tag()}
-            failures += not _run_group(export, group, assets, tags, defs.resources, instance, progress, verbose)
-        if failures > failed_before:
+        # as a backfill runs them: up to max_partitions_per_run partitions per run
+        step = export.max_partitions_per_run
+        failed = sum(
+            not _run_group(export, partitions[i : i + step], defs, instance, progress, verbose)
+            for i in range(0, len(partitions), step)
+        )
+        failures += failed
+        if failed:
             continue  # "files under ..." would read as success
         print(f"{export.name}: files under {export.destination.location}")
         if export.warehouse:

@@ -4,7 +4,15 @@ build their Dagster resources."""
 from xeroml_pipelines.config.base import ConfigError
 from xeroml_pipelines.config.destinations import AzureDestination, GCSDestination, LocalDestination, S3Destination
 from xeroml_pipelines.config.exports import ClickHouseConfig, ExportConfig, XeroMLConfig
-from xeroml_pipelines.config.loading import CONFIG_ENV, DEMO_START, default_config, load_config, parse_config
+from xeroml_pipelines.config.loading import (
+    CONFIG_ENV,
+    DEMO_START,
+    default_config,
+    demo_days,
+    load_config,
+    parse_config,
+    record_demo_days,
+)
 from xeroml_pipelines.config.warehouses import (
     BigQueryWarehouseConfig,
     DuckDBWarehouseConfig,
@@ -28,6 +36,8 @@ __all__ = [
     "SnowflakeWarehouseConfig",
     "XeroMLConfig",
     "default_config",
+    "demo_days",
+    "record_demo_days",
     "load_config",
     "parse_config",
 ]

@@ -63,6 +63,9 @@ class ExportConfig(Strict):
         default_factory=dict, description="Per table, columns left out of its files, e.g. {traces: [input, output, metadata]}"
     )
     start_date: date
+    end_date: date | None = Field(
+        default=None, description="Last partition's day, for data that stops (a demo, a migrated project); default: none"
+    )
     lag_minutes: int = Field(default=20, ge=0, description="Wait after a window closes before exporting it")
     freshness_grace_minutes: int | None = Field(
         default=None,
@@ -189,6 +192,14 @@ class ExportConfig(Strict):
     def _start(cls, v: date) -> date:
         if v > datetime.now(UTC).date():
             raise ValueError(f"start_date {v} is in the future")
+        return v
+
+    @field_validator("end_date")
+    @classmethod
+    def _end(cls, v: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start_date")
+        if v is not None and start is not None and v < start:
+            raise ValueError(f"end_date {v} is before start_date {start}")
         return v
 
 

@@ -7,8 +7,9 @@ Validated before any work starts; an error names the file and the field. Without
 
 from __future__ import annotations
 
+import json
 import os
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import yaml
@@ -27,8 +28,37 @@ DEMO_PROJECT = "demo"
 DEMO_START = date(2025, 1, 13)
 
 
+# What `xeroml demo`/`seed` put in the demo database, kept inside its folder so that deleting the
+# database forgets it too: the embedded default's partitions end where the demo data does.
+DEMO_RECORD = "xeroml-demo.json"
+# updates and late arrivals of the demo land up to three days after its last day
+DEMO_TAIL_DAYS = 3
+
+
+def _root(root: Path | None = None) -> Path:
+    return (root or Path(os.environ.get(HOME_ENV) or Path.cwd())).absolute()
+
+
+def demo_days(root: Path | None = None) -> tuple[date, date] | None:
+    """The first and last day of the seeded demo data (its tail of updates included), if seeded
+    by `xeroml demo` or `xeroml seed` on the embedded defaults."""
+    try:
+        record = json.loads((_root(root) / DEFAULT_CHDB_DIR / DEMO_RECORD).read_text())
+        return date.fromisoformat(record["first_day"]), date.fromisoformat(record["last_day"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def record_demo_days(first: date, days: int, root: Path | None = None) -> tuple[date, date]:
+    last = first + timedelta(days=days - 1 + DEMO_TAIL_DAYS)
+    record = {"first_day": first.isoformat(), "last_day": last.isoformat(), "days": days}
+    (_root(root) / DEFAULT_CHDB_DIR / DEMO_RECORD).write_text(json.dumps(record))
+    return first, last
+
+
 def default_config(root: Path | None = None) -> XeroMLConfig:
-    root = (root or Path(os.environ.get(HOME_ENV) or Path.cwd())).absolute()
+    root = _root(root)
+    seeded = demo_days(root)
     return XeroMLConfig(
         clickhouse=ClickHouseConfig(url=f"chdb://{root / DEFAULT_CHDB_DIR}"),
         exports=(
@@ -37,6 +67,7 @@ def default_config(root: Path | None = None) -> XeroMLConfig:
                 project_id=DEMO_PROJECT,
                 destination=LocalDestination(provider="local", path=str(root / DEFAULT_EXPORT_DIR)),
                 start_date=DEMO_START,
+                end_date=seeded[1] if seeded else None,
                 warehouse=DuckDBWarehouseConfig(type="duckdb", path=str(root / DEFAULT_WAREHOUSE_FILE)),
             ),
         ),

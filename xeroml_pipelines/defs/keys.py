@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, TypeVar
 
 from dagster import AssetKey, DailyPartitionsDefinition, HourlyPartitionsDefinition, TimeWindowPartitionsDefinition
@@ -47,7 +48,13 @@ def resource(resources: Any, key: str, kind: type[T]) -> T:
 
 
 def partitions_for(export: ExportConfig) -> TimeWindowPartitionsDefinition:
-    """UTC days or hours from the export's start date."""
+    """UTC days or hours from the export's start date (to its end date, when it has one)."""
+    # Dagster's end is exclusive: the day after the last one
+    end = export.end_date + timedelta(days=1) if export.end_date else None
     if export.cadence == "hourly":
-        return HourlyPartitionsDefinition(start_date=f"{export.start_date:%Y-%m-%d}-00:00", timezone="UTC")
-    return DailyPartitionsDefinition(start_date=f"{export.start_date:%Y-%m-%d}", timezone="UTC")
+        return HourlyPartitionsDefinition(
+            start_date=f"{export.start_date:%Y-%m-%d}-00:00", end_date=f"{end:%Y-%m-%d}-00:00" if end else None, timezone="UTC"
+        )
+    return DailyPartitionsDefinition(
+        start_date=f"{export.start_date:%Y-%m-%d}", end_date=f"{end:%Y-%m-%d}" if end else None, timezone="UTC"
+    )

@@ -17,7 +17,7 @@ from xeroml_pipelines.defs.export.sensors import build_late_data_sensor
 from xeroml_pipelines.defs.export.verify import verify_job
 from xeroml_pipelines.defs.keys import destination_key, io_manager_key, warehouse_key
 from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
-from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor
+from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor, load_job
 
 
 def _resources(export: ExportConfig) -> dict[str, Any]:
@@ -40,13 +40,14 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
     clickhouse = config.clickhouse.resource()
     jobs = {e.name: export_job(e) for e in config.exports}
     verify_jobs = {e.name: verify_job(e) for e in config.exports}
+    load_jobs = {e.name: load_job(e) for e in config.exports if e.warehouse}
     resources: dict[str, Any] = {"clickhouse": clickhouse, **{k: v for e in config.exports for k, v in _resources(e).items()}}
     alerts = []
     if config.alerts:
         alerts.append(build_freshness_alert_sensor(config))
         resources[ALERT_WEBHOOK_KEY] = SlackWebhook(url=EnvVar(config.alerts.webhook_url_env))
     return Definitions(
-        jobs=[*jobs.values(), *verify_jobs.values()],
+        jobs=[*jobs.values(), *verify_jobs.values(), *load_jobs.values()],
         schedules=[
             *(build_export_schedule(e, jobs[e.name]) for e in config.exports),
             *(build_verify_schedule(e, verify_jobs[e.name]) for e in config.exports if e.verify_cron),
@@ -54,7 +55,7 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
         assets=[a for e in config.exports for a in (*build_export_assets(e), *build_warehouse_assets(e))],
         asset_checks=[c for e in config.exports for c in build_export_checks(e)],
         sensors=[
-            *(build_load_sensor(e) for e in config.exports if e.warehouse),
+            *(build_load_sensor(e, load_jobs[e.name]) for e in config.exports if e.warehouse),
             *(build_late_data_sensor(e) for e in config.exports if e.recheck_days),
             *alerts,
         ],

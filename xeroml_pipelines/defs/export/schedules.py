@@ -20,10 +20,14 @@ from xeroml_pipelines.defs.keys import export_asset_key, partitions_for
 RUN_CHECKS = ("files_match_manifests", "recount_matches_manifest")
 
 
+def export_job_name(export: ExportConfig) -> str:
+    return f"{export.name}_export"
+
+
 def export_job(export: ExportConfig) -> UnresolvedAssetJobDefinition:
     keys = [export_asset_key(export, t) for t in export.tables]
     return define_asset_job(
-        name=f"{export.name}_export",
+        name=export_job_name(export),
         selection=AssetSelection.assets(*keys).without_checks()
         | AssetSelection.checks(*(AssetCheckKey(k, name) for k in keys for name in RUN_CHECKS)),
         partitions_def=partitions_for(export),

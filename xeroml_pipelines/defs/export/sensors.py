@@ -65,7 +65,7 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
         # On the embedded engine a run may hold ClickHouse: try again next tick rather than wait.
         clickhouse = resource(context.resources, "clickhouse", ClickHouseResource).model_copy(update={"embedded_wait_s": 5})
         drifted: dict[str, list[str]] = {}
-        recounted = 0
+        recounted = unexported = 0
         try:
             marked_at = datetime.now(UTC)
             now_marks = _marks(clickhouse, export.tables)  # before the changes are read: nothing falls between
@@ -78,6 +78,7 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
                     ):
                         manifest = read_manifest(destination, layout.manifest_key(table, window))
                         # no manifest: never exported; the schedule or a backfill does that, not us
+                        unexported += manifest is None
                         if manifest is not None and counted.drifted_from(manifest):
                             drifted.setdefault(window.partition, []).append(f"{table}@{counted.fingerprint}")
         except EmbeddedEngineBusy as e:
@@ -99,7 +100,9 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
                 )
             )
         return requests or SkipReason(
-            f"{len(windows)} recent partitions ({recounted} table partitions recounted) match their manifests"
+            f"{len(windows)} recent partitions: {recounted - unexported} table partitions recounted match their manifests, "
+            f"{unexported} not exported yet (left to the schedule or a backfill), "
+            f"{len(windows) * len(export.tables) - recounted} unchanged since the previous tick"
         )
 
     def _suspects(

@@ -1,4 +1,5 @@
-"""The load sensor: an export partition materialized -> a run that loads that partition."""
+"""The load job and its sensor: an export partition materialized -> a run of `<export>_load`
+that loads that partition."""
 
 import json
 from collections import defaultdict
@@ -6,15 +7,31 @@ from collections import defaultdict
 from dagster import (
     AssetKey,
     AssetRecordsFilter,
+    AssetSelection,
     DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
     SensorEvaluationContext,
+    define_asset_job,
     sensor,
 )
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
+from xeroml_pipelines.defs.keys import export_asset_key, partitions_for, warehouse_asset_key
+
+
+def load_job_name(export: ExportConfig) -> str:
+    return f"{export.name}_load"
+
+
+def load_job(export: ExportConfig):
+    """The runs that load an export's partitions (a partition or a range) into its warehouse."""
+    return define_asset_job(
+        name=load_job_name(export),
+        selection=AssetSelection.assets(*(warehouse_asset_key(export, t) for t in export.tables)),
+        partitions_def=partitions_for(export),
+        description=f"Loads one partition (or a range) of every table of export {export.name!r} into its warehouse.",
+    )
 
 
 def _loaded_since(context: SensorEvaluationContext, load_key: AssetKey, partition: str, storage_id: int) -> bool:
@@ -26,12 +43,12 @@ def _loaded_since(context: SensorEvaluationContext, load_key: AssetKey, partitio
     return bool(later.records)
 
 
-def build_load_sensor(export: ExportConfig) -> SensorDefinition:
+def build_load_sensor(export: ExportConfig, job) -> SensorDefinition:
     watched = {export_asset_key(export, t): warehouse_asset_key(export, t) for t in export.tables}
 
     @sensor(
         name=f"{export.name}_warehouse_load",
-        asset_selection=list(watched.values()),
+        job=job,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Loads each partition of export {export.name!r} into its warehouse once it is exported.",
