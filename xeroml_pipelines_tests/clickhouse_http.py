@@ -217,9 +217,17 @@ def main() -> None:
     parser.add_argument("--path", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--password-env", help="env var holding the password of user 'default' (none: empty)")
+    parser.add_argument("--tls-cert", help="serve HTTPS with this certificate (PEM) ...")
+    parser.add_argument("--tls-key", help="... and its private key (PEM)")
     args = parser.parse_args()
     password = os.environ.get(args.password_env, "") if args.password_env else ""
     server = _Server(("127.0.0.1", args.port), args.path, password)
+    if args.tls_cert:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(args.tls_cert, args.tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
     print("ready", flush=True)
     server.serve_forever()
 

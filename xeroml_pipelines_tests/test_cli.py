@@ -140,6 +140,19 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
     assert seen_before_return == [True], "no partition line before the export run returned"
 
 
+def test_cli_runs_are_the_export_jobs_runs(seeded: Path) -> None:
+    """In the UI a CLI run is a run of the export's job (as a schedule's or a backfill's is), with its range."""
+    from dagster import DagsterInstance
+
+    done = _xeroml(seeded, seeded / "xeroml.yaml", "export", "2025-01-13", DAY)
+    assert done.returncode == 0, done.stderr
+    with DagsterInstance.from_config(str(seeded / ".dagster_home")) as instance:
+        (run,) = instance.get_runs(limit=1)
+    assert run.job_name == "main_export"
+    assert run.tags["dagster/asset_partition_range_start"] == "2025-01-13"
+    assert run.tags["dagster/asset_partition_range_end"] == DAY
+
+
 def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:
     """As a scheduled run does: a stray object in an exported partition fails files_match_manifests, and says so."""
     config = seeded / "xeroml.yaml"

@@ -157,6 +157,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
             "XEROML_CONFIG": str(root / "exports.yaml"),
             "XEROML_ALERT_WEBHOOK": f"http://127.0.0.1:{webhook.server_port}/hook",
             "DAGSTER_HOME": str(home),
+            "DAGSTER_COMPUTE_LOGS_DIR": str(root / "compute_logs"),
             "FRESHNESS_DAEMON_INTERVAL_SECONDS": "5",
         }
         services = DagsterServices(home, env, settings=root / "dagster.yaml", workspace=root / "workspace.yaml")
@@ -237,6 +238,9 @@ def test_backfill_runs_through_the_code_server_into_postgres(deployment, backfil
     # the instance is PostgreSQL's: the run is a row there, and no SQLite storage was made
     assert postgres.query(f"SELECT status FROM runs WHERE run_id = '{runs[0]['runId']}'") == "SUCCESS"
     assert not list((deployment["svc"].home).rglob("*.db"))
+    # the run's logs are where deploy/dagster.yaml puts them: the volume the webserver reads too
+    logs = [p for p in (root / "compute_logs").rglob("*") if p.is_file() and runs[0]["runId"] in str(p)]
+    assert logs, sorted((root / "compute_logs").rglob("*"))
 
 
 def test_a_real_schedule_tick_exports_the_hour_that_closed(deployment) -> None:

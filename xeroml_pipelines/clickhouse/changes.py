@@ -26,6 +26,14 @@ Mark = dict[str, int]  # ClickHouse partition id -> highest block number or muta
 _PART_VERSION = "greatest(toUInt64OrZero(splitByChar('_', _part)[3]), toUInt64OrZero(splitByChar('_', _part)[5]))"
 
 
+# The exporter's one read of `system.parts` (deploy/clickhouse-setup.sql grants exactly its columns).
+MARKS_SQL = (
+    "SELECT table, partition_id, max(greatest(max_block_number, data_version)) FROM system.parts "
+    "WHERE database = {database:String} AND table IN {tables:Array(String)} AND active "
+    "GROUP BY table, partition_id"
+)
+
+
 def source_table(table: str) -> str:
     """The ClickHouse table whose rows decide a table's partitions (sessions come from traces)."""
     return "traces" if table == "sessions" else table
@@ -34,16 +42,7 @@ def source_table(table: str) -> str:
 def marks(clickhouse: ClickHouseResource, tables: Sequence[str]) -> dict[str, Mark]:
     """The mark of each ClickHouse table behind `tables`, in one query."""
     sources = sorted({source_table(t) for t in tables})
-    rows = (
-        clickhouse.get_client()
-        .query(
-            "SELECT table, partition_id, max(greatest(max_block_number, data_version)) FROM system.parts "
-            "WHERE database = {database:String} AND table IN {tables:Array(String)} AND active "
-            "GROUP BY table, partition_id",
-            parameters={"database": clickhouse.database, "tables": sources},
-        )
-        .result_rows
-    )
+    rows = clickhouse.get_client().query(MARKS_SQL, parameters={"database": clickhouse.database, "tables": sources}).result_rows
     found: dict[str, Mark] = {source: {} for source in sources}
     for table, partition, version in rows:
         found[str(table)][str(partition)] = int(version)

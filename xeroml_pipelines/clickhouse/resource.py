@@ -50,6 +50,8 @@ class ClickHouseResource(ConfigurableResource):
     read_timeout_s: float = Field(
         default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
     )
+    ca_cert_file: str | None = Field(default=None, description="https: the CA bundle (PEM) that signed the server's certificate")
+    verify_tls: bool = Field(default=True, description="https: check the server's certificate (false only for a test server)")
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -88,6 +90,8 @@ class ClickHouseResource(ConfigurableResource):
                     database=self.database,
                     connect_timeout=self.connect_timeout_s,
                     send_receive_timeout=self.read_timeout_s,
+                    ca_cert=self.ca_cert_file,
+                    verify=self.verify_tls,
                 )
             except OperationalError as e:
                 elapsed = time.monotonic() - started

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Collection
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
@@ -31,6 +32,16 @@ class ClickHouseConfig(Strict):
     read_timeout_s: float = Field(
         default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
     )
+    ca_cert_file: str | None = Field(default=None, description="https: the CA bundle (PEM) that signed the server's certificate")
+    verify_tls: bool = Field(default=True, description="https: check the server's certificate (false only for a test server)")
+
+    @model_validator(mode="after")
+    def _tls(self) -> ClickHouseConfig:
+        if self.ca_cert_file and not Path(self.ca_cert_file).is_file():
+            raise ValueError(f"ca_cert_file: {self.ca_cert_file} is not a readable file")
+        if (self.ca_cert_file or not self.verify_tls) and not self.url.startswith("https:"):
+            raise ValueError("ca_cert_file and verify_tls apply to an https:// url only")
+        return self
 
     def resource(self) -> ClickHouseResource:
         return ClickHouseResource(
@@ -41,6 +52,8 @@ class ClickHouseConfig(Strict):
             connect_timeout_s=self.connect_timeout_s,
             connect_retry_s=self.connect_retry_s,
             read_timeout_s=self.read_timeout_s,
+            ca_cert_file=self.ca_cert_file,
+            verify_tls=self.verify_tls,
         )
 
 
