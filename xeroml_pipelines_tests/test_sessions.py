@@ -104,7 +104,10 @@ def test_sessions_partition_follows_the_traces_partition(conversation: Exporter)
     # aggregated over all its traces as they are at export time: t3 is already deleted
     assert sessions["s1"]["trace_count"] == 2
     conversation.run("2025-01-16", tables=("traces", "sessions"))
-    assert [s["id"] for s in conversation.lines("sessions", "2025-01-16")] == []  # t3's latest version is on the 17th
+    # no trace's latest version is on the 16th (t3's is on the 17th), but o2's cost changed then:
+    # s1's line follows it, with the new cost
+    (s1,) = conversation.lines("sessions", "2025-01-16")
+    assert s1["id"] == "s1" and s1["total_cost"] == pytest.approx(1.75)
 
 
 def test_session_with_all_traces_deleted_is_a_tombstone(conversation: Exporter) -> None:
@@ -151,7 +154,7 @@ def test_a_session_appears_in_each_partition_its_traces_changed_and_readme_reads
     conversation: Exporter, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Unlike traces, observations and scores, a session is re-emitted in every partition in which
-    one of its traces changed; README's one-line DuckDB query over the files gives exactly what
+    one of its traces or their observations changed; README's one-line DuckDB query over the files gives exactly what
     the warehouse MERGE keeps."""
     wh = tmp_path / "w.duckdb"
     defs = build_definitions(conversation.config(warehouse={"type": "duckdb", "path": str(wh)}))
@@ -163,7 +166,8 @@ def test_a_session_appears_in_each_partition_its_traces_changed_and_readme_reads
     for day in days:
         assert materialize(assets, partition_key=day, resources=defs.resources).success
     emitted = [line["id"] for day in days for line in conversation.lines("sessions", day)]
-    assert emitted.count("s1") == 2  # on the 15th, and again on the 17th when t3 was deleted
+    # on the 15th, on the 16th when o2's cost changed, and on the 17th when t3 was deleted
+    assert emitted.count("s1") == 3
 
     readme = (REPO / "README.md").read_text()
     query = readme.split("-- DuckDB, the current sessions from the files\n", 1)[1].split("```", 1)[0].strip()

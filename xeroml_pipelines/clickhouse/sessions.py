@@ -1,4 +1,5 @@
-"""The sessions of a window: one row per session with a trace in the traces window."""
+"""The sessions of a window: one row per session with a trace (or, in incremental mode, an
+observation of one of its traces) in the window."""
 
 from __future__ import annotations
 
@@ -11,22 +12,43 @@ from xeroml_pipelines.windows import Mode
 def sessions_query(
     database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset(), shape: Shape = "lines"
 ) -> str:
-    """One row per session with a trace in the traces window, aggregated over all its live traces.
+    """One row per session with a trace in the traces window, aggregated over all its live traces;
+    in incremental mode also per session one of whose traces has an observation in the window
+    (a generation's cost often arrives after its trace's last change: the session's line must
+    follow it).
 
     A trace counts for the session its *latest* version names, so a trace moved between sessions
     or deleted later is counted where it is now. Costs and usage come from the latest live
-    version of each observation of the session's live traces.
+    version of each observation of the session's live traces; the session's `event_ts` is the
+    greatest of its traces' and their observations' versions, a deleted observation's included.
     """
-    traces = SOURCES["traces"]
+    traces, observations = SOURCES["traces"], SOURCES["observations"]
     columns = [(name, type_) for name, type_ in SESSION_COLUMNS if name not in exclude]
     t = qualified(database, "traces")
     o = qualified(database, "observations")
     expressions, _ = payload(shape, columns, SESSION_TOMBSTONE_COLUMNS)
+    by_observation = ""
+    if mode == "incremental":
+        # the sessions (as their traces' latest versions name them) of the observations whose
+        # latest version is in the window
+        by_observation = f"""
+    UNION DISTINCT
+    SELECT w._window_index, s.session_id FROM (
+        SELECT DISTINCT {window_index("event_ts")} AS _window_index, trace_id FROM {o}
+        WHERE {latest_in_window_filter(observations, database, mode)} AND trace_id IS NOT NULL
+    ) AS w
+    INNER JOIN (
+        SELECT id, argMax(session_id, (event_ts, is_deleted)) AS session_id FROM {t}
+        WHERE project_id = {PROJECT}
+          AND id IN (SELECT trace_id FROM {o} WHERE {latest_in_window_filter(observations, database, mode)})
+        GROUP BY id
+    ) AS s ON s.id = w.trace_id
+    WHERE s.session_id IS NOT NULL AND s.session_id != ''"""
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
     return f"""WITH
 window_sessions AS (
     SELECT DISTINCT {window_index(window_column(traces, mode))} AS _window_index, session_id FROM {t}
-    WHERE {latest_in_window_filter(traces, database, mode)} AND session_id IS NOT NULL AND session_id != ''
+    WHERE {latest_in_window_filter(traces, database, mode)} AND session_id IS NOT NULL AND session_id != ''{by_observation}
 ),
 session_traces AS (
     SELECT
@@ -45,7 +67,7 @@ session_traces AS (
     )
 ),
 trace_costs AS (
-    SELECT v.1 AS trace_id, sum(v.3) AS cost, sumMap(v.4) AS usage, max(version) AS obs_version
+    SELECT v.1 AS trace_id, sumIf(v.3, v.2 = 0) AS cost, sumMapIf(v.4, v.2 = 0) AS usage, max(version) AS obs_version
     FROM (
         SELECT id,
             argMax((trace_id, is_deleted, ifNull(total_cost, 0), usage_details), (event_ts, is_deleted)) AS v,
@@ -53,7 +75,7 @@ trace_costs AS (
         FROM {o}
         WHERE project_id = {PROJECT} AND trace_id IN (SELECT trace_id FROM session_traces WHERE deleted = 0)
         GROUP BY id
-        HAVING v.2 = 0 AND v.1 IN (SELECT trace_id FROM session_traces WHERE deleted = 0)
+        HAVING v.1 IN (SELECT trace_id FROM session_traces WHERE deleted = 0)
     )
     GROUP BY trace_id
 ),

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.exceptions import DatabaseError
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
 
-from xeroml_pipelines.clickhouse.changes import Mark, changed_windows, marks, source_table
+from xeroml_pipelines.clickhouse.changes import Mark, change_sources, changed_windows, marks
 from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
@@ -116,8 +116,9 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
         """The windows of `table` to recount: all on a first tick (or without marks); else those
         the rows added since the last tick may have changed, and those new in the horizon whose
         export began before the last tick (rows committed in between are below its marks)."""
-        since: Mark | None = cursor.get("marks", {}).get(source_table(table)) if now_marks else None
-        if since is None or now_marks is None or "marked_at" not in cursor:
+        sources = change_sources(table)
+        since: dict[str, Mark] = cursor.get("marks", {}) if now_marks else {}
+        if now_marks is None or "marked_at" not in cursor or any(s not in since for s in sources):
             return list(windows)
         horizon_end, marked_at = (datetime.fromisoformat(cursor[k]) for k in ("horizon_end", "marked_at"))
         suspects = set()
@@ -127,8 +128,9 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
                 started = datetime.fromisoformat(manifest.query_started_at) if manifest else None
                 if started is not None and started < marked_at + CLOCK_SKEW:
                     suspects.add(window.partition)
-        if now_marks[source_table(table)] != since:  # rows added or mutated since: which partitions?
-            suspects |= changed_windows(clickhouse, export.project_id, table, export.mode, windows, since)
+        for source in sources:
+            if now_marks[source] != since[source]:  # rows added or mutated since: which partitions?
+                suspects |= changed_windows(clickhouse, export.project_id, table, export.mode, windows, source, since[source])
         return [w for w in windows if w.partition in suspects]
 
     return _sensor
