@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -29,6 +29,15 @@ from xeroml_pipelines.tables import create_schema_sql
 
 T = TypeVar("T")
 
+# The connection settings, declared once for the YAML model (config/exports.py) and the resource.
+ConnectTimeout = Annotated[float, Field(gt=0, description="How long one attempt to connect may take")]
+ConnectRetry = Annotated[
+    float, Field(ge=0, description="How long connecting is retried before the run fails (a restarting server)")
+]
+ReadTimeout = Annotated[float, Field(gt=0, description="How long the server may send nothing (a query's first block included)")]
+CaCertFile = Annotated[str | None, Field(description="https: the CA bundle (PEM) that signed the server's certificate")]
+VerifyTls = Annotated[bool, Field(description="https: check the server's certificate (false only for a test server)")]
+
 
 class ClickHouseResource(ConfigurableResource):
     """Where XeroML's tables live. `url` is `https://host:8443`, `http://host:8123` or `chdb:///path`."""
@@ -43,15 +52,11 @@ class ClickHouseResource(ConfigurableResource):
     embedded_wait_s: float = Field(
         default=120, ge=0, description="chDB only: how long to wait while another process holds the engine"
     )
-    connect_timeout_s: float = Field(default=5, gt=0, description="How long one attempt to connect may take")
-    connect_retry_s: float = Field(
-        default=20, ge=0, description="How long connecting is retried before the run fails (a restarting server)"
-    )
-    read_timeout_s: float = Field(
-        default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
-    )
-    ca_cert_file: str | None = Field(default=None, description="https: the CA bundle (PEM) that signed the server's certificate")
-    verify_tls: bool = Field(default=True, description="https: check the server's certificate (false only for a test server)")
+    connect_timeout_s: ConnectTimeout = 5
+    connect_retry_s: ConnectRetry = 20
+    read_timeout_s: ReadTimeout = 300
+    ca_cert_file: CaCertFile = None
+    verify_tls: VerifyTls = True
 
     _client: Client | None = PrivateAttr(default=None)
 

@@ -9,7 +9,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.clickhouse.resource import (
+    CaCertFile,
+    ClickHouseResource,
+    ConnectRetry,
+    ConnectTimeout,
+    ReadTimeout,
+    VerifyTls,
+)
 from xeroml_pipelines.config.base import Strict
 from xeroml_pipelines.config.destinations import Destination, env
 from xeroml_pipelines.config.warehouses import WarehouseConfig
@@ -25,15 +32,11 @@ class ClickHouseConfig(Strict):
     user: str = "default"
     password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
     database: DatabaseName = "default"
-    connect_timeout_s: float = Field(default=5, gt=0, description="How long one attempt to connect may take")
-    connect_retry_s: float = Field(
-        default=20, ge=0, description="How long connecting is retried before the run fails (with defaults: ~25 s at most)"
-    )
-    read_timeout_s: float = Field(
-        default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
-    )
-    ca_cert_file: str | None = Field(default=None, description="https: the CA bundle (PEM) that signed the server's certificate")
-    verify_tls: bool = Field(default=True, description="https: check the server's certificate (false only for a test server)")
+    connect_timeout_s: ConnectTimeout = 5
+    connect_retry_s: ConnectRetry = 20
+    read_timeout_s: ReadTimeout = 300
+    ca_cert_file: CaCertFile = None
+    verify_tls: VerifyTls = True
 
     @model_validator(mode="after")
     def _tls(self) -> ClickHouseConfig:
