@@ -224,7 +224,7 @@ def test_cli_export_runs_a_range_as_a_backfill_does(tmp_path: Path) -> None:
     xeroml(2, "seed", "--start", days[0], "--days", "3", "--traces-per-day", "40")
     ranged = xeroml(2, "export", days[0], days[-1])
     printed = [line.split(": ")[0] for line in ranged.stdout.splitlines() if line.startswith("exp 2025")]
-    assert printed == [f"exp {d}" for d in days] and ranged.stdout.count(": ok observations=") == 3
+    assert printed == [f"exp {d}" for d in days] and ranged.stdout.count(": ok traces=") == 3
     with DagsterInstance.from_config(str(home)) as instance:
         runs = instance.get_runs()
         ranges = sorted((r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG]) for r in runs)
