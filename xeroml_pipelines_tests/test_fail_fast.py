@@ -105,3 +105,27 @@ def test_yaml_syntax_errors_name_the_file_line_and_column_plainly(tmp_path: Path
 def test_a_missing_config_file_says_how_to_get_the_defaults(tmp_path: Path) -> None:
     out = _plain(_xeroml(tmp_path, tmp_path / "nope.yaml", "export", DAY), 2)
     assert "nope.yaml does not name a readable file; unset XEROML_CONFIG to run on the embedded defaults" in out
+
+
+def test_verify_checks_its_destination_secrets_and_export_names_first(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "xeroml.yaml"
+    export = {
+        "name": "nightly",
+        "project_id": "demo",
+        "start_date": "2025-01-13",
+        "destination": {
+            "provider": "s3",
+            "bucket": "xeroml-bucket",
+            "region": "eu-west-1",
+            "access_key_id_env": "XEROML_TEST_NO_KEY_ID",
+            "secret_access_key_env": "XEROML_TEST_NO_SECRET",
+        },
+    }
+    path.write_text(yaml.safe_dump({"clickhouse": {"url": "http://127.0.0.1:8123"}, "exports": [export]}))
+    monkeypatch.delenv("XEROML_TEST_NO_KEY_ID", raising=False)
+    monkeypatch.setenv("XEROML_TEST_NO_SECRET", "")  # empty counts as missing
+    out = _plain(_xeroml(tmp_path, path, "verify"), 2)
+    assert "XEROML_TEST_NO_KEY_ID (exports.0.destination.access_key_id_env)" in out
+    assert "XEROML_TEST_NO_SECRET (exports.0.destination.secret_access_key_env)" in out
+    out = _plain(_xeroml(tmp_path, path, "verify", "--export", "nosuch"), 2)
+    assert "no export named 'nosuch'; the configuration has: nightly" in out

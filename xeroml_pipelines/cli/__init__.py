@@ -72,6 +72,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from xeroml_pipelines.export.verify import verify
 
     config = load_config()
+    known = [e.name for e in config.exports]
+    if unknown := [n for n in args.export or [] if n not in known]:
+        raise UsageError(f"no export named {', '.join(map(repr, unknown))}; the configuration has: {', '.join(known)}")
+    # verify reads the destinations only: ClickHouse's secret is not needed
+    missing = [m for m in config.missing_secrets(args.export) if "(exports." in m]
+    if missing:
+        raise UsageError(f"secrets missing from the environment (unset or empty): {', '.join(missing)}; set them and re-run")
     problems = 0
     for export in config.exports:
         if args.export and export.name not in args.export:
