@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import types
 import typing
+from collections.abc import Collection
 from datetime import datetime
 from typing import Annotated, Literal, Union
 
@@ -78,6 +79,10 @@ class Observation(_Line):
     updated_at: datetime
     event_ts: datetime
     is_deleted: bool
+    latency_ms: int | None = Field(default=None, description="end_time - start_time in milliseconds; null without end_time")
+    time_to_first_token_ms: int | None = Field(
+        default=None, description="completion_start_time - start_time in milliseconds; null without completion_start_time"
+    )
 
 
 class Score(_Line):
@@ -213,6 +218,20 @@ def ddl(table: str, dialect: Dialect, name: str | None = None, exclude: frozense
         not_null = "" if nullable or type_.startswith("ARRAY<") else " NOT NULL"
         cols.append(f"    {_quote(col, dialect)} {type_}{not_null}")
     return f"CREATE TABLE IF NOT EXISTS {target} (\n" + ",\n".join(cols) + "\n)"
+
+
+def add_columns(
+    table: str, dialect: Dialect, target: str, existing: Collection[str], exclude: frozenset[str] = NO_EXCLUSIONS
+) -> list[str]:
+    """The statements adding to a loaded table the columns it lacks (a column the export gained,
+    such as the latency metrics, or one a field selection takes back in), nullable: the rows
+    loaded before have no value for them. `existing`: the table's column names, any case."""
+    have = {name.lower() for name in existing}
+    return [
+        f"ALTER TABLE {target} ADD COLUMN {_quote(name, dialect)} {column_type(annotation, dialect)}"
+        for name, annotation, _ in columns(table, exclude)
+        if name.lower() not in have
+    ]
 
 
 def _quote(column: str, dialect: Dialect) -> str:

@@ -30,12 +30,22 @@ class Column:
 
 
 @dataclass(frozen=True)
+class Computed:
+    """An exported column that is not stored: derived per row from the stored ones."""
+
+    name: str
+    type: str  # the ClickHouse type of the value
+    expression: str  # over the stored columns
+
+
+@dataclass(frozen=True)
 class SourceTable:
     name: str
     columns: tuple[Column, ...]
     event_time: str  # the record's own time: the window column of "snapshot" mode
     partition_by: str
     order_by: tuple[str, ...]
+    computed: tuple[Computed, ...] = ()  # exported after the stored columns, in this order
 
     def ddl(self, database: str) -> str:
         cols = ",\n    ".join(f"`{c.name}` {c.type}" + (f" DEFAULT {c.default}" if c.default else "") for c in self.columns)
@@ -131,6 +141,15 @@ OBSERVATIONS = SourceTable(
     event_time="start_time",
     partition_by="toYYYYMM(start_time)",
     order_by=("project_id", "type", "toDate(start_time)", "id"),
+    # Latency and time to first token, in milliseconds; null when the later time is missing.
+    computed=(
+        Computed("latency_ms", "Nullable(Int64)", "toUnixTimestamp64Milli(`end_time`) - toUnixTimestamp64Milli(`start_time`)"),
+        Computed(
+            "time_to_first_token_ms",
+            "Nullable(Int64)",
+            "toUnixTimestamp64Milli(`completion_start_time`) - toUnixTimestamp64Milli(`start_time`)",
+        ),
+    ),
 )
 
 SCORES = SourceTable(
@@ -196,7 +215,8 @@ def exported_columns(table: str) -> tuple[str, ...]:
     """The columns of a table's lines, in file order."""
     if table == "sessions":
         return tuple(name for name, _ in SESSION_COLUMNS)
-    return tuple(c.name for c in SOURCES[table].columns)
+    source = SOURCES[table]
+    return (*(c.name for c in source.columns), *(c.name for c in source.computed))
 
 
 def tombstone_columns(table: str) -> tuple[str, ...]:

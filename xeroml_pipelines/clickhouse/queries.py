@@ -20,10 +20,14 @@ def records_query(
     or (`columns`) the record's typed columns (see `lines.payload`).
     The lines are formatted below the ORDER BY, on every reading thread, before the merge into
     one ordered stream; reading follows the table's sort key, so the ORDER BY is a merge, not a sort.
-    Columns in `exclude` are neither read into the line nor counted.
+    Columns in `exclude` are neither read into the line nor counted; computed columns (latency)
+    follow the stored ones.
     """
     table = SOURCES[table_name]
-    columns = [(c.name, c.type) for c in table.columns if c.name not in exclude]
+    stored = [(c.name, c.type) for c in table.columns if c.name not in exclude]
+    computed = [c for c in table.computed if c.name not in exclude]
+    columns = [*stored, *((c.name, c.type) for c in computed)]
+    derived = "".join(f",\n        {c.expression} AS `{c.name}`" for c in computed)
     keys = export_sort_key(table)
     key_names = [f"_k{i}" for i in range(len(keys))]
     order = [*key_names[:-1], f"{key_names[-1]} DESC"]
@@ -37,9 +41,9 @@ FROM (
         {window_index(window_column(table, mode))} AS _window_index,
         cityHash64(`id`, `event_ts`) AS _row_hash,
         `is_deleted` AS _tombstone,
-        {invalid_utf8_count(columns)} AS _invalid_utf8,
+        {invalid_utf8_count(stored)} AS _invalid_utf8,
         {", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))},
-        {cleaned(columns)}
+        {cleaned(stored)}{derived}
         FROM {qualified(database, table.name)}
         WHERE {latest_in_window_filter(table, database, mode)}
     )

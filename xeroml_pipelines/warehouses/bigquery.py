@@ -87,6 +87,9 @@ class BigQueryWarehouse(Warehouse):
         target = f"{self.dataset}.{self.table_prefix}{table}"  # validated identifiers: no quoting needed
         with self.bigquery.get_client() as client:
             client.query(schemas.ddl(table, "bigquery", target, exclude)).result()
+            existing = [field.name for field in client.get_table(target).schema]
+            for statement in schemas.add_columns(table, "bigquery", target, existing, exclude):
+                client.query(statement).result()
             merge = merge_sql(table, target, "staging", quote="`")
             client.query(merge.tombstones_ddl("STRING", "TIMESTAMP")).result()
             rows = 0

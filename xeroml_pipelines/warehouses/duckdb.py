@@ -47,9 +47,8 @@ class DuckDBWarehouse(Warehouse):
         con.execute(schemas.ddl(table, "duckdb", target, exclude))
         listed = con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ?", [target]).fetchall()
         existing = {name for (name,) in listed}
-        for name, annotation, _ in schemas.columns(table, exclude):
-            if name not in existing:
-                con.execute(f'ALTER TABLE {target} ADD COLUMN "{name}" {schemas.column_type(annotation, "duckdb")}')
+        for statement in schemas.add_columns(table, "duckdb", target, existing, exclude):
+            con.execute(statement)
         for name in sorted(exclude & existing):  # left out now: new rows have no value for it
             con.execute(f'ALTER TABLE {target} ALTER COLUMN "{name}" DROP NOT NULL')
         con.execute(merge_sql(table, self.target(table), "staging").tombstones_ddl("VARCHAR", "TIMESTAMPTZ"))

@@ -93,6 +93,9 @@ class RedshiftWarehouse(Warehouse):
         try:
             cur = con.cursor()
             cur.execute(schemas.ddl(table, "redshift", target, exclude))
+            cur.execute(f"SELECT * FROM {target} LIMIT 0")  # the loaded table's columns
+            for statement in schemas.add_columns(table, "redshift", target, [d[0] for d in cur.description], exclude):
+                cur.execute(statement)
             cur.execute(merge.tombstones_ddl("VARCHAR(512)", "TIMESTAMPTZ"))
             rows = 0
             if object_key is not None:

@@ -90,6 +90,9 @@ class SnowflakeWarehouse(Warehouse):
         try:
             cur = con.cursor()
             cur.execute(schemas.ddl(table, "snowflake", target, exclude))
+            cur.execute(f"SELECT * FROM {target} LIMIT 0")  # the loaded table's columns
+            for statement in schemas.add_columns(table, "snowflake", target, [d[0] for d in cur.description], exclude):
+                cur.execute(statement)
             cur.execute(merge.tombstones_ddl("VARCHAR", "TIMESTAMP_TZ"))
             rows = 0
             if object_key is not None:
