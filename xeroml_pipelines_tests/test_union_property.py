@@ -143,5 +143,9 @@ def test_every_line_is_the_latest_version_field_by_field(exported: Exporter, tab
             n: (bool(row[n]) if n == "is_deleted" else None if row["is_deleted"] and n not in keep else _json_value(row[n]))
             for n in names
         }
+        if table == "observations":  # the derived metrics, computed here apart: whole milliseconds
+            for metric, later in (("latency_ms", "end_time"), ("time_to_first_token_ms", "completion_start_time")):
+                alive = not row["is_deleted"] and row[later] is not None
+                expected[metric] = (row[later] - row["start_time"]) // timedelta(milliseconds=1) if alive else None
         assert lines[id_] == expected
-        assert list(lines[id_]) == names, "fields in the table's column order"
+        assert list(lines[id_]) == list(expected), "fields in the table's column order"

@@ -4,7 +4,14 @@ observation of one of its traces) in the window."""
 from __future__ import annotations
 
 from xeroml_pipelines.clickhouse.lines import Shape, cleaned, invalid_utf8_count, payload, settings
-from xeroml_pipelines.clickhouse.selection import PROJECT, latest_in_window_filter, qualified, window_column, window_index
+from xeroml_pipelines.clickhouse.selection import (
+    PROJECT,
+    in_window,
+    latest_in_window_filter,
+    qualified,
+    window_column,
+    window_index,
+)
 from xeroml_pipelines.tables import SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS, SOURCES
 from xeroml_pipelines.windows import Mode
 
@@ -13,34 +20,34 @@ def sessions_query(
     database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset(), shape: Shape = "lines"
 ) -> str:
     """One row per session with a trace in the traces window, aggregated over all its live traces;
-    in incremental mode also per session one of whose traces has an observation in the window
-    (a generation's cost often arrives after its trace's last change: the session's line must
-    follow it).
+    in incremental mode also per session one of whose traces has an observation version in the
+    window (a generation's cost often arrives after its trace's last change: the session's line
+    must follow it).
 
     A trace counts for the session its *latest* version names, so a trace moved between sessions
     or deleted later is counted where it is now. Costs and usage come from the latest live
     version of each observation of the session's live traces; the session's `event_ts` is the
     greatest of its traces' and their observations' versions, a deleted observation's included.
     """
-    traces, observations = SOURCES["traces"], SOURCES["observations"]
+    traces = SOURCES["traces"]
     columns = [(name, type_) for name, type_ in SESSION_COLUMNS if name not in exclude]
     t = qualified(database, "traces")
     o = qualified(database, "observations")
     expressions, _ = payload(shape, columns, SESSION_TOMBSTONE_COLUMNS)
     by_observation = ""
     if mode == "incremental":
-        # the sessions (as their traces' latest versions name them) of the observations whose
-        # latest version is in the window
+        # the sessions (as their traces' latest versions name them) of the observations with a
+        # version in the window: two reads of the window's (trace_id, event_ts), by the skip index
+        observed = f"SELECT trace_id FROM {o} WHERE project_id = {PROJECT} AND {in_window('event_ts')}"
         by_observation = f"""
     UNION DISTINCT
     SELECT w._window_index, s.session_id FROM (
         SELECT DISTINCT {window_index("event_ts")} AS _window_index, trace_id FROM {o}
-        WHERE {latest_in_window_filter(observations, database, mode)} AND trace_id IS NOT NULL
+        WHERE project_id = {PROJECT} AND {in_window("event_ts")}
     ) AS w
     INNER JOIN (
         SELECT id, argMax(session_id, (event_ts, is_deleted)) AS session_id FROM {t}
-        WHERE project_id = {PROJECT}
-          AND id IN (SELECT trace_id FROM {o} WHERE {latest_in_window_filter(observations, database, mode)})
+        WHERE project_id = {PROJECT} AND id IN ({observed})
         GROUP BY id
     ) AS s ON s.id = w.trace_id
     WHERE s.session_id IS NOT NULL AND s.session_id != ''"""
