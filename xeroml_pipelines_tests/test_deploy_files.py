@@ -1,20 +1,22 @@
 """deploy/'s files that can be checked here: clickhouse-setup.sql against what the exporter reads
 (every statement parses as ClickHouse SQL, the grants cover exactly the tables and `system.parts`
-columns the code queries, the index statements run on XeroML's schema, on chDB: the engine of a
-ClickHouse server), and entrypoint.sh's secret files."""
+columns the code queries, the index statements run on XeroML's schema, on the test ClickHouse
+server: chDB, the engine of a ClickHouse server, behind its HTTP interface), and entrypoint.sh's
+secret files."""
 
 from __future__ import annotations
 
 import os
 import re
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
 
 from xeroml_pipelines.clickhouse.changes import MARKS_SQL
-from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.tables import SOURCES
+from xeroml_pipelines_tests.support import server_database
 
 SETUP = Path(__file__).resolve().parents[1] / "deploy" / "clickhouse-setup.sql"
 
@@ -24,42 +26,51 @@ def _statements() -> list[str]:
     return [" ".join(s.split()) for s in text.split(";") if s.strip()]
 
 
-@pytest.fixture(scope="module")
-def engine(tmp_path_factory: pytest.TempPathFactory):
-    ch = ClickHouseResource(url=f"chdb://{tmp_path_factory.mktemp('grants') / 'db'}", database="xeroml")
+@pytest.fixture
+def engine(clickhouse_server):
+    """XeroML's schema on the test ClickHouse server (a database of its own), and its client; the
+    statements' `xeroml.` names this database through `_on`."""
+    ch = server_database(clickhouse_server, f"grants_{uuid.uuid4().hex[:8]}")
     ch.create_schema()
-    yield ch.get_client()
+    yield ch.get_client(), ch.database
     ch.close()
 
 
+def _on(statement: str, database: str) -> str:
+    return statement.replace("xeroml.", f"{database}.")
+
+
 def test_every_statement_parses(engine) -> None:
+    client, _ = engine
     for statement in _statements():
-        assert engine.query("SELECT formatQuery({q:String})", parameters={"q": statement}).first_row, statement
+        assert client.query("SELECT formatQuery({q:String})", parameters={"q": statement}).first_row, statement
 
 
 def test_the_grants_cover_what_the_exporter_reads(engine) -> None:
+    client, database = engine
     grants = [s for s in _statements() if s.startswith("GRANT SELECT")]
     tables = {m.group(1) for s in grants if (m := re.fullmatch(r"GRANT SELECT ON xeroml\.(\w+) TO xeroml_exporter", s))}
     assert tables == set(SOURCES)  # the export, recount and sessions queries read these and nothing else
     (parts,) = [s for s in grants if "system.parts" in s]
     granted = set(re.search(r"SELECT\((.*?)\)", parts).group(1).replace(" ", "").split(","))  # type: ignore[union-attr]
-    columns = {str(row[0]) for row in engine.query("DESCRIBE TABLE system.parts").result_rows}
+    columns = {str(row[0]) for row in client.query("DESCRIBE TABLE system.parts").result_rows}
     used = set(re.findall(r"\w+", MARKS_SQL)) & columns
     assert granted == used, (granted, used)
     # and the granted columns exist under those names
-    engine.query(f"SELECT {', '.join(sorted(granted))} FROM system.parts LIMIT 0")
+    client.query(f"SELECT count() FROM (SELECT {', '.join(sorted(granted))} FROM system.parts)")
     for table in tables:
-        engine.query(f"SELECT * FROM xeroml.{table} LIMIT 0")
+        client.query(_on(f"SELECT count() FROM xeroml.{table}", database))
 
 
 def test_the_index_statements_run_on_the_schema(engine) -> None:
+    client, database = engine
     for statement in _statements():
         if statement.startswith("ALTER TABLE"):
-            engine.command(statement)
+            client.command(_on(statement, database))
     for table in SOURCES:
-        indexes = engine.query(
-            "SELECT name FROM system.data_skipping_indices WHERE database = 'xeroml' AND table = {t:String}",
-            parameters={"t": table},
+        indexes = client.query(
+            "SELECT name FROM system.data_skipping_indices WHERE database = {d:String} AND table = {t:String}",
+            parameters={"d": database, "t": table},
         ).result_rows
         assert ("event_ts_minmax",) in [tuple(r) for r in indexes], table
 
