@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import zstandard
-from dagster import AssetKey, DagsterInstance, materialize
+from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
@@ -129,3 +129,20 @@ def make_provider(name: str, request: pytest.FixtureRequest, tmp_path: Path, end
     server = request.getfixturevalue({"s3": "moto_server", "gcs": "gcs_server", "azure": "azurite_server"}[name])
     cls = {"s3": providers.S3, "gcs": providers.GCS, "azure": providers.Azure}[name]
     return cls(name, endpoint=endpoint or server.url)
+
+
+class SensorTicks:
+    """A sensor evaluated tick after tick with its cursor carried, as the daemon evaluates it;
+    `cursor` may be edited between ticks."""
+
+    def __init__(self, defs: Any, name: str, instance: DagsterInstance) -> None:
+        self.defs, self.instance = defs, instance
+        self.sensor = next(s for s in defs.sensors if s.name == name)
+        self.cursor: str | None = None
+
+    def __call__(self) -> Any:
+        resources = self.defs.resources
+        with build_sensor_context(instance=self.instance, definitions=self.defs, resources=resources, cursor=self.cursor) as ctx:
+            result = self.sensor.evaluate_tick(ctx)
+        self.cursor = result.cursor
+        return result

@@ -19,7 +19,7 @@ from xeroml_pipelines.clickhouse.changes import marks
 from xeroml_pipelines.config import ConfigError, parse_config
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines_tests.factories import insert, score, trace
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, SensorTicks
 
 
 @pytest.mark.parametrize(
@@ -141,16 +141,8 @@ def test_late_data_sensor_recounts_only_what_new_rows_may_have_changed(exporter:
         ],
     )
     exports = [defs.get_assets_def(AssetKey(["exp", t])) for t in ("traces", "observations", "scores", "sessions")]
-    sensor = next(s for s in defs.sensors if s.name == "exp_late_data")
     with DagsterInstance.ephemeral() as instance:
-        cursor = None
-
-        def tick():
-            nonlocal cursor
-            with build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor) as ctx:
-                result = sensor.evaluate_tick(ctx)
-            cursor = result.cursor
-            return result
+        tick = SensorTicks(defs, "exp_late_data", instance)
 
         def reexport(result) -> set[tuple[str, str]]:
             changed = set()
@@ -200,16 +192,16 @@ def test_late_data_sensor_recounts_only_what_new_rows_may_have_changed(exporter:
 
         # a partition entering the horizon, exported after the previous tick: rows committed since
         # its export are above that tick's marks, so it is not recounted
-        state = json.loads(cursor)
-        cursor = json.dumps({**state, "horizon_end": day.isoformat(), "marked_at": (day - timedelta(days=1)).isoformat()})
+        state = json.loads(tick.cursor)
+        tick.cursor = json.dumps({**state, "horizon_end": day.isoformat(), "marked_at": (day - timedelta(days=1)).isoformat()})
         assert ": 0 table partitions recounted match their manifests, 0 not exported yet" in tick().skip_message
         # exported before the previous tick, a row committed in between (below that tick's marks):
         # recounted when it enters the horizon
         insert(exporter.ch, "scores", [score("early", _ts(day + timedelta(hours=9)))])
-        state = json.loads(cursor)
+        state = json.loads(tick.cursor)
         state["marks"] = marks(exporter.ch, list(state["marks"]))
-        cursor = json.dumps(state)
+        tick.cursor = json.dumps(state)
         assert tick().run_requests == []  # with the marks past it, only entering the horizon gets it recounted
         state["horizon_end"] = day.isoformat()  # as if the previous tick's horizon ended before it
-        cursor = json.dumps(state)
+        tick.cursor = json.dumps(state)
         assert reexport(tick()) == {(key, "scores")}

@@ -8,11 +8,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
+from dagster import AssetKey, DagsterInstance, materialize
 
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines_tests.factories import insert, observation, trace
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, SensorTicks
 
 
 def _ts(t: datetime) -> str:
@@ -63,17 +63,9 @@ def test_a_late_cost_inside_an_exported_window_reaches_its_sessions_through_the_
     insert(exporter.ch, "traces", [trace("T", _ts(day + timedelta(hours=10)), session_id="S")])
     insert(exporter.ch, "observations", [observation("O", "T", _ts(day + timedelta(hours=10, minutes=1)), total_cost=1.0)])
     exports = [defs.get_assets_def(AssetKey(["exp", t])) for t in ("traces", "observations", "scores", "sessions")]
-    sensor = next(s for s in defs.sensors if s.name == "exp_late_data")
     with DagsterInstance.ephemeral() as instance:
         materialize(exports, partition_key=key, resources=defs.resources, instance=instance)
-        cursor = None
-
-        def tick():
-            nonlocal cursor
-            with build_sensor_context(instance=instance, definitions=defs, resources=defs.resources, cursor=cursor) as ctx:
-                result = sensor.evaluate_tick(ctx)
-            cursor = result.cursor
-            return result
+        tick = SensorTicks(defs, "exp_late_data", instance)
 
         assert tick().run_requests == []  # first tick: everything recounted, nothing drifted
         assert tick().run_requests == []  # quiet
