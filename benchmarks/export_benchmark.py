@@ -10,6 +10,8 @@ observation), then times, on the same data in the same run:
 - native_parquet: ClickHouse itself writing the same selection as Parquet (zstd), `FORMAT Parquet`;
 - xeroml / xeroml_zstd / xeroml_gzip: the export IO manager, as a run executes it;
 - xeroml_parquet: the same, `format: parquet` (zstd);
+- xeroml_enriched: the same day as `enriched_observations` (each observation joined with its
+  trace's latest version, in the same one query per window);
 - xeroml_dagster: a whole Dagster run of the partition (`materialize`), fixed run overhead included;
 - xeroml_http: the export through clickhouse-connect's HTTP client, from ClickHouse's HTTP
   interface over the same data (served by the test suite's front for chDB in its own process:
@@ -67,9 +69,9 @@ def _clickhouse(db: str):
 def _native(db: str, out: Path, same_selection: bool, parquet: bool = False) -> dict:
     import chdb
 
-    from xeroml_pipelines.clickhouse.lines import JSON_SETTINGS
-    from xeroml_pipelines.clickhouse.selection import export_sort_key, latest_in_window_filter
-    from xeroml_pipelines.tables import SOURCES
+    from xeroml_pipelines.sql.lines import JSON_SETTINGS
+    from xeroml_pipelines.sql.selection import export_sort_key, latest_in_window_filter
+    from xeroml_pipelines.sql.source_tables import SOURCES
     from xeroml_pipelines.windows import Span
 
     conn = chdb.connect(db)
@@ -105,7 +107,7 @@ def _native(db: str, out: Path, same_selection: bool, parquet: bool = False) -> 
     return {"seconds": seconds, "rows": rows, "bytes": target.stat().st_size, "stored": target.stat().st_size}
 
 
-def _xeroml(db: str, out: Path, compression: str, file_format: str = "jsonl") -> dict:
+def _xeroml(db: str, out: Path, compression: str, file_format: str = "jsonl", table: str = "observations") -> dict:
     from xeroml_pipelines.clickhouse.source import TableQuery
     from xeroml_pipelines.destinations.local import LocalFolder
     from xeroml_pipelines.export import engine
@@ -113,8 +115,8 @@ def _xeroml(db: str, out: Path, compression: str, file_format: str = "jsonl") ->
     from xeroml_pipelines.export.stream import ExportStream
 
     ch = _clickhouse(db)
-    source = TableQuery(ch, "observations", "incremental", PROJECT)
-    stream = ExportStream("bench", PROJECT, "observations", "incremental", (_window(DAY),), source)
+    source = TableQuery(ch, table, "incremental", PROJECT)
+    stream = ExportStream("bench", PROJECT, table, "incremental", (_window(DAY),), source)
     t = time.perf_counter()
     (m,) = engine.export(LocalFolder(path=str(out)), Layout("", compression, "dated", file_format), stream, None)
     return {"seconds": time.perf_counter() - t, "rows": m.rows, "bytes": m.uncompressed_bytes, "stored": m.bytes}
@@ -238,6 +240,7 @@ CHILDREN = {
     "xeroml_parquet": lambda db, out: _xeroml(db, out, "zstd", "parquet"),
     "xeroml_zstd": lambda db, out: _xeroml(db, out, "zstd"),
     "xeroml_gzip": lambda db, out: _xeroml(db, out, "gzip"),
+    "xeroml_enriched": lambda db, out: _xeroml(db, out, "none", table="enriched_observations"),
     "xeroml_dagster": _dagster_run,
     "xeroml_http": lambda db, out: _xeroml(db, out, "none"),
     "dlt": _dlt,
@@ -397,7 +400,7 @@ def main() -> None:
         db = work / f"db-{rows}"
         _generate(db, rows, days=1)
         names = ["engine", "native_final", "native_same", "native_parquet", "xeroml", "xeroml_zstd", "xeroml_gzip"]
-        names += ["xeroml_parquet", "xeroml_dagster"]
+        names += ["xeroml_parquet", "xeroml_enriched", "xeroml_dagster"]
         if have_dlt and rows <= args.dlt_max_rows:
             names.append("dlt")
         results = _medians(names, db, work, args.repeats)

@@ -1,8 +1,6 @@
-"""The exported files' schemas: one pydantic model per table is the single source.
-
-From it come the JSON Schema of a line, the BigQuery load schema, and the Snowflake, Redshift and
-DuckDB table DDL. Every field but identity, times and the delete flag is nullable: a tombstone
-line carries only those.
+"""The exported files' schemas, all from the line model of each exported table (`tables`): the
+JSON Schema of a line, the BigQuery load schema, and the Snowflake, Redshift and DuckDB table DDL
+(the Parquet schema, from the same model, is in `export.parquet`).
 """
 
 from __future__ import annotations
@@ -14,123 +12,14 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
-
-LargeText = Annotated[str, "large"]  # prompts and completions: may exceed Redshift's 64 KB VARCHAR
-# ClickHouse's Decimal64(12): a number in JSON, DECIMAL(18, 12) in Parquet, exact either way.
-Cost = Annotated[float, "decimal(18,12)"]
+from xeroml_pipelines.tables import exported_table
+from xeroml_pipelines.tables.spec import Line
 
 
-class _Line(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def model(table: str) -> type[Line]:
+    """The pydantic model of a table's lines (`tables.spec.ExportedTable.model`)."""
+    return exported_table(table).model
 
-
-class Trace(_Line):
-    id: str
-    timestamp: datetime
-    name: str | None = None
-    user_id: str | None = None
-    metadata: dict[str, str] | None = None
-    release: str | None = None
-    version: str | None = None
-    project_id: str
-    environment: str | None = None
-    public: bool | None = None
-    bookmarked: bool | None = None
-    tags: list[str] | None = None
-    input: LargeText | None = None
-    output: LargeText | None = None
-    session_id: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    event_ts: datetime
-    is_deleted: bool
-
-
-class Observation(_Line):
-    id: str
-    trace_id: str | None = None
-    project_id: str
-    environment: str | None = None
-    type: str | None = None
-    parent_observation_id: str | None = None
-    start_time: datetime
-    end_time: datetime | None = None
-    name: str | None = None
-    metadata: dict[str, str] | None = None
-    level: str | None = None
-    status_message: str | None = None
-    version: str | None = None
-    input: LargeText | None = None
-    output: LargeText | None = None
-    provided_model_name: str | None = None
-    internal_model_id: str | None = None
-    model_parameters: str | None = None
-    provided_usage_details: dict[str, int] | None = None
-    usage_details: dict[str, int] | None = None
-    provided_cost_details: dict[str, Cost] | None = None
-    cost_details: dict[str, Cost] | None = None
-    total_cost: Cost | None = None
-    completion_start_time: datetime | None = None
-    prompt_id: str | None = None
-    prompt_name: str | None = None
-    prompt_version: int | None = None
-    created_at: datetime
-    updated_at: datetime
-    event_ts: datetime
-    is_deleted: bool
-    latency_ms: int | None = Field(default=None, description="end_time - start_time in milliseconds; null without end_time")
-    time_to_first_token_ms: int | None = Field(
-        default=None, description="completion_start_time - start_time in milliseconds; null without completion_start_time"
-    )
-
-
-class Score(_Line):
-    id: str
-    timestamp: datetime
-    project_id: str
-    environment: str | None = None
-    trace_id: str | None = None
-    session_id: str | None = None
-    dataset_run_id: str | None = None
-    observation_id: str | None = None
-    name: str | None = None
-    value: float | None = Field(default=None, description="null for NaN/Infinity, which JSON cannot hold")
-    source: str | None = None
-    comment: str | None = None
-    metadata: dict[str, str] | None = None
-    author_user_id: str | None = None
-    config_id: str | None = None
-    data_type: str | None = None
-    string_value: str | None = None
-    queue_id: str | None = None
-    created_at: datetime
-    updated_at: datetime
-    event_ts: datetime
-    is_deleted: bool
-
-
-class Session(_Line):
-    """A session as aggregated from its live traces when a partition of it was exported. A session
-    is written again in every partition in which one of its traces changed: its current state is
-    the line with the greatest event_ts (a tombstone wins a tie)."""
-
-    id: str = Field(description="the session id")
-    project_id: str
-    environments: list[str] | None = None
-    user_ids: list[str] | None = None
-    first_trace_at: datetime | None = None
-    last_trace_at: datetime | None = None
-    trace_count: int | None = None
-    trace_ids: list[str] | None = None
-    tags: list[str] | None = None
-    total_cost: float | None = None
-    usage_details: dict[str, int] | None = None
-    event_ts: datetime
-    is_deleted: bool
-
-
-MODELS: dict[str, type[_Line]] = {"traces": Trace, "observations": Observation, "scores": Score, "sessions": Session}
 
 Dialect = Literal["bigquery", "snowflake", "redshift", "duckdb"]
 
@@ -183,12 +72,12 @@ NO_EXCLUSIONS: frozenset[str] = frozenset()
 
 def columns(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> list[tuple[str, object, bool]]:
     """(name, annotation, nullable) in file order; `exclude`: the fields a selection leaves out."""
-    fields = MODELS[table].model_fields.items()
+    fields = model(table).model_fields.items()
     return [(name, f.annotation, unwrap(f.annotation)[1]) for name, f in fields if name not in exclude]
 
 
 def json_schema(table: str, exclude: frozenset[str] = NO_EXCLUSIONS) -> dict:
-    schema = MODELS[table].model_json_schema()
+    schema = model(table).model_json_schema()
     schema["$id"] = f"https://xeroml.dev/schemas/export/{table}.json"
     schema["properties"] = {k: v for k, v in schema["properties"].items() if k not in exclude}
     schema["required"] = [k for k in schema.get("required", []) if k not in exclude]

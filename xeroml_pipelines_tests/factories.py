@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.tables import SOURCES
+from xeroml_pipelines.sql.source_tables import SOURCES
 
 
 def ts(text: str) -> datetime:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.tables import SOURCES
+from xeroml_pipelines.sql.source_tables import SOURCES
 from xeroml_pipelines_tests.factories import insert, observation, score, trace
 from xeroml_pipelines_tests.support import Exporter, read_bytes
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from xeroml_pipelines.clickhouse.changes import MARKS_SQL
-from xeroml_pipelines.tables import SOURCES
+from xeroml_pipelines.sql.source_tables import SOURCES
 from xeroml_pipelines_tests.support import server_database
 
 SETUP = Path(__file__).resolve().parents[1] / "deploy" / "clickhouse-setup.sql"

@@ -22,7 +22,7 @@ from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.export import parquet
 from xeroml_pipelines.export.parquet import arrow_schema
-from xeroml_pipelines.tables import ALL_TABLES, tombstone_columns
+from xeroml_pipelines.tables import DEFAULT_TABLES, TABLES
 from xeroml_pipelines_tests import parquet_records
 from xeroml_pipelines_tests.factories import insert, observation, score, trace
 from xeroml_pipelines_tests.support import Exporter
@@ -99,7 +99,7 @@ def both(ch: ClickHouseResource, tmp_path: Path) -> tuple[Exporter, Exporter]:
 def test_parquet_records_equal_the_json_lines(both: tuple[Exporter, Exporter], reader: str) -> None:
     jsonl, pq_ = both
     read = getattr(parquet_records, reader)
-    for table in ALL_TABLES:
+    for table in DEFAULT_TABLES:
         lines = jsonl.lines(table, DAY)
         assert lines, table
         records = read(pq_.path(table, DAY, ".parquet"))
@@ -129,9 +129,9 @@ def test_parquet_types(both: tuple[Exporter, Exporter]) -> None:
     assert (start["Type"], start["isAdjustedToUTC"], start["timeUnit"]) == ("Timestamp", True, "milliseconds")
     assert pq.ParquetFile(pq_.path("observations", DAY, ".parquet")).metadata.row_group(0).column(0).compression == "ZSTD"
     # every field a tombstone nulls can be null
-    for table in ALL_TABLES:
+    for table in DEFAULT_TABLES:
         for field in arrow_schema(table):
-            assert field.nullable or field.name in tombstone_columns(table), (table, field.name)
+            assert field.nullable or field.name in TABLES[table].tombstone_columns, (table, field.name)
 
 
 def test_parquet_manifest_and_rerun(both: tuple[Exporter, Exporter]) -> None:
@@ -190,7 +190,9 @@ def test_row_groups_are_cut_by_the_rows_not_the_batches(
 
 def _warehouse_tables(path: Path) -> dict[str, list[tuple]]:
     with duckdb.connect(str(path)) as con:
-        return {t: con.execute(f"SELECT * FROM xeroml_{t} ORDER BY id").fetchall() for t in (*ALL_TABLES, "traces__tombstones")}
+        return {
+            t: con.execute(f"SELECT * FROM xeroml_{t} ORDER BY id").fetchall() for t in (*DEFAULT_TABLES, "traces__tombstones")
+        }
 
 
 def test_duckdb_loads_parquet_into_the_same_tables_as_json(ch: ClickHouseResource, tmp_path: Path) -> None:
@@ -209,7 +211,7 @@ def test_duckdb_loads_parquet_into_the_same_tables_as_json(ch: ClickHouseResourc
     for fmt in ("jsonl", "parquet"):
         e = Exporter(ch, tmp_path / fmt)
         defs = build_definitions(e.config(format=fmt, warehouse={"type": "duckdb", "path": str(tmp_path / f"{fmt}.duckdb")}))
-        keys = [AssetKey(["exp", t]) for t in ALL_TABLES] + [AssetKey(["exp", "warehouse", t]) for t in ALL_TABLES]
+        keys = [AssetKey(["exp", t]) for t in DEFAULT_TABLES] + [AssetKey(["exp", "warehouse", t]) for t in DEFAULT_TABLES]
         for day in (DAY, "2025-01-16", DAY):  # the 15th loaded again after the 16th
             assert materialize([defs.get_assets_def(k) for k in keys], partition_key=day, resources=defs.resources).success
         tables[fmt] = _warehouse_tables(tmp_path / f"{fmt}.duckdb")

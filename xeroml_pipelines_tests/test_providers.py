@@ -19,7 +19,7 @@ from xeroml_pipelines_tests.factories import insert, observation, score, trace
 from xeroml_pipelines_tests.providers import PREFIX, Provider
 from xeroml_pipelines_tests.support import Exporter
 
-TABLES = ("traces", "observations", "scores", "sessions")
+TABLES = ("traces", "observations", "scores", "sessions", "enriched_observations")  # every table, the opt-in one too
 UPLOADS = {"s3": _MultipartUpload, "gcs": _ResumableUpload, "azure": _BlockUpload}
 URI_SCHEME = {"local": "file://", "s3": "s3://", "gcs": "gs://", "azure": "http://127.0.0.1"}
 
@@ -49,7 +49,7 @@ def _seed(exporter: Exporter, n: int = 20, payload: int = 10) -> None:
 
 def test_layout_manifests_and_metadata(exporter: Exporter, provider: Provider) -> None:
     _seed(exporter)
-    result = exporter.run("2025-01-15", destination=provider.destination())
+    result = exporter.run("2025-01-15", tables=TABLES, destination=provider.destination())
     assert provider.keys() == sorted(
         [data_key(t, "2025-01-15") for t in TABLES] + [manifest_key(t, "2025-01-15") for t in TABLES]
     )
@@ -133,9 +133,9 @@ def test_parquet_objects_rerun_and_format_switch(exporter: Exporter, provider: P
     """Parquet in hive folders: the bytes of a local export, a byte-identical rerun, one object
     per partition when the format changes, the format in the manifest."""
     _seed(exporter, n=300)
-    exporter.run("2025-01-15", destination=provider.destination())
+    exporter.run("2025-01-15", tables=TABLES, destination=provider.destination())
     files = {"layout": "hive", "format": "parquet"}
-    exporter.run("2025-01-15", destination=provider.destination(), **files)
+    exporter.run("2025-01-15", tables=TABLES, destination=provider.destination(), **files)
     listed = provider.keys()  # the bucket's object keys, as its own client lists them
     for table in TABLES:
         key = data_key(table, "2025-01-15", ".parquet", layout="hive")
@@ -147,7 +147,7 @@ def test_parquet_objects_rerun_and_format_switch(exporter: Exporter, provider: P
         assert manifest["sha256"] == hashlib.sha256(stored).hexdigest() and manifest["bytes"] == len(stored)
         exporter.run("2025-01-15", tables=(table,), **files)  # into the plain local folder: the reference
         assert stored == (exporter.out / table / "date=2025-01-15" / "data.parquet").read_bytes()
-    exporter.run("2025-01-15", destination=provider.destination(), **files)
+    exporter.run("2025-01-15", tables=TABLES, destination=provider.destination(), **files)
     for table in TABLES:
         assert (
             provider.get(data_key(table, "2025-01-15", ".parquet", layout="hive"))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.clickhouse.selection import latest_in_window_filter
-from xeroml_pipelines.tables import SOURCES
+from xeroml_pipelines.sql.selection import latest_in_window_filter
+from xeroml_pipelines.sql.source_tables import SOURCES
 
 
 def _granules(plan: str) -> dict[str, tuple[int, int]]:

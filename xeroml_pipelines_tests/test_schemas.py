@@ -33,7 +33,7 @@ def demo_files(chdb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Expor
 
 @pytest.mark.parametrize("table", TABLES)
 def test_every_line_validates_against_its_model(demo_files: Exporter, table: str) -> None:
-    model = schemas.MODELS[table]
+    model = schemas.model(table)
     fields = list(model.model_fields)
     lines = [line for day in ("2025-01-13", "2025-01-14", "2025-01-15", "2025-01-16") for line in demo_files.lines(table, day)]
     assert any(line["is_deleted"] for line in lines) or table == "sessions"
@@ -46,7 +46,7 @@ def test_every_line_validates_against_its_model(demo_files: Exporter, table: str
 def test_json_schema_is_the_models(table: str) -> None:
     schema = schemas.json_schema(table)
     assert set(schema["required"]) >= {"id", "project_id", "event_ts", "is_deleted"}
-    assert list(schema["properties"]) == list(schemas.MODELS[table].model_fields)
+    assert list(schema["properties"]) == list(schemas.model(table).model_fields)
 
 
 @pytest.mark.parametrize("table", TABLES)

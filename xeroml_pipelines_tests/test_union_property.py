@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from xeroml_pipelines.demo.generate import DemoSpec, generate
-from xeroml_pipelines.tables import SOURCES
+from xeroml_pipelines.sql.source_tables import SOURCES
 from xeroml_pipelines_tests.support import Exporter
 
 START = date(2025, 1, 13)

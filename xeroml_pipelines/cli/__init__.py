@@ -99,8 +99,9 @@ def cmd_schemas(args: argparse.Namespace) -> int:
     import json
 
     from xeroml_pipelines import schemas
+    from xeroml_pipelines.tables import TABLES
 
-    tables = args.table or list(schemas.MODELS)
+    tables = args.table or list(TABLES)
     exclude: dict[str, frozenset[str]] = {}
     if args.export:  # that export's field selection
         from xeroml_pipelines.config import load_config
@@ -155,7 +156,7 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def cmd_ddl(args: argparse.Namespace) -> int:
-    from xeroml_pipelines.tables import create_schema_sql
+    from xeroml_pipelines.sql.source_tables import create_schema_sql
 
     print(";\n\n".join(create_schema_sql(args.database)) + ";")
     return 0
@@ -169,6 +170,8 @@ def _day(text: str) -> date:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from xeroml_pipelines.tables import TABLES  # the table registry: the choices of --table
+
     parser = argparse.ArgumentParser(prog="xeroml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
     verbose = argparse.ArgumentParser(add_help=False)
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--format", choices=["jsonschema", "parquet", "bigquery", "snowflake", "redshift", "duckdb"], default="jsonschema"
     )
-    p.add_argument("--table", action="append", choices=["traces", "observations", "scores", "sessions"])
+    p.add_argument("--table", action="append", choices=list(TABLES))
     p.add_argument("--export", help="follow this configured export's field selection (exclude:)")
     p.set_defaults(fn=cmd_schemas)
 

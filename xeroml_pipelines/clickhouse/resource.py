@@ -25,7 +25,7 @@ from pydantic import Field, PrivateAttr
 
 from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy, engine_locked, unreachable
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName
-from xeroml_pipelines.tables import create_schema_sql
+from xeroml_pipelines.sql.source_tables import create_schema_sql
 
 T = TypeVar("T")
 

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from xeroml_pipelines.clickhouse.errors import ClickHouseError, read_failure
-from xeroml_pipelines.clickhouse.lines import Shape
-from xeroml_pipelines.clickhouse.queries import query_for
+from xeroml_pipelines.clickhouse.queries import records_query
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+from xeroml_pipelines.sql.lines import Shape
 from xeroml_pipelines.windows import Mode, Span, Window
 
 
@@ -24,7 +24,7 @@ class TableQuery:
     exclude: frozenset[str] = frozenset()  # columns left out of the records
 
     def sql(self, shape: Shape) -> str:
-        return query_for(self.table, self.clickhouse.database, self.mode, self.clickhouse.batch_rows, self.exclude, shape)
+        return records_query(self.table, self.clickhouse.database, self.mode, self.clickhouse.batch_rows, self.exclude, shape)
 
     @contextmanager
     def open(self, windows: Sequence[Window], shape: Shape) -> Iterator[Iterator[pa.RecordBatch]]:

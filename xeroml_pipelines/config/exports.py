@@ -6,8 +6,9 @@ import os
 from collections.abc import Collection
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
 
 from xeroml_pipelines.clickhouse.resource import (
     CaCertFile,
@@ -23,7 +24,7 @@ from xeroml_pipelines.config.warehouses import WarehouseConfig
 from xeroml_pipelines.export.formats import Codec, FileFormat
 from xeroml_pipelines.export.layout import Layout, LayoutStyle
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
-from xeroml_pipelines.tables import ALL_TABLES, TableName, exported_columns, required_columns
+from xeroml_pipelines.tables import DEFAULT_TABLES, TABLES, exported_table
 from xeroml_pipelines.windows import Cadence, Mode
 
 
@@ -60,6 +61,13 @@ class ClickHouseConfig(Strict):
         )
 
 
+def _known_table(name: str) -> str:
+    return exported_table(name).name
+
+
+TableName = Annotated[str, AfterValidator(_known_table), WithJsonSchema({"type": "string", "enum": list(TABLES)})]
+
+
 class ExportConfig(Strict):
     name: str
     project_id: str
@@ -74,7 +82,7 @@ class ExportConfig(Strict):
     layout: LayoutStyle = Field(
         default="dated", description="dated: {table}/2025-01-15.jsonl; hive: {table}/date=2025-01-15/data.jsonl"
     )
-    tables: tuple[TableName, ...] = ALL_TABLES
+    tables: tuple[TableName, ...] = DEFAULT_TABLES
     exclude: dict[TableName, tuple[str, ...]] = Field(
         default_factory=dict, description="Per table, columns left out of its files, e.g. {traces: [input, output, metadata]}"
     )
@@ -146,15 +154,16 @@ class ExportConfig(Strict):
     def _exclude(cls, v: dict[str, tuple[str, ...]], info: ValidationInfo) -> dict[str, tuple[str, ...]]:
         mode = info.data.get("mode", "incremental")
         for table, names in v.items():
-            if table not in info.data.get("tables", ALL_TABLES):
+            if table not in info.data.get("tables", DEFAULT_TABLES):
                 raise ValueError(f"{table}: the export does not export this table")
-            known = exported_columns(table)
+            spec = exported_table(table)
+            known = spec.column_names
             for name in names:
                 if name not in known:
                     raise ValueError(f"{table}: no column {name!r} (columns: {', '.join(known)})")
-                if name in required_columns(table, mode):
+                if name in spec.required_columns(mode):
                     raise ValueError(
-                        f"{table}: {name!r} can never be excluded (every line keeps {', '.join(required_columns(table, mode))})"
+                        f"{table}: {name!r} can never be excluded (every line keeps {', '.join(spec.required_columns(mode))})"
                     )
             if len(set(names)) != len(names):
                 raise ValueError(f"{table}: a column is listed twice")

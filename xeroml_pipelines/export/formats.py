@@ -6,11 +6,11 @@ from typing import Literal, Protocol, cast
 
 import pyarrow as pa
 
-from xeroml_pipelines.clickhouse.lines import Shape
 from xeroml_pipelines.export.compression import Compression
 from xeroml_pipelines.export.cutting import Chunk, Sink
 from xeroml_pipelines.export.jsonl import JsonLines
 from xeroml_pipelines.export.parquet import Parquet, ParquetCodec
+from xeroml_pipelines.sql.lines import Shape
 
 FileFormat = Literal["jsonl", "parquet"]
 # jsonl: how the whole file is compressed (none, gzip, zstd); parquet: the codec of its column

@@ -9,9 +9,9 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from xeroml_pipelines.clickhouse.lines import Shape
 from xeroml_pipelines.export.compression import Compression, compressor
 from xeroml_pipelines.export.cutting import Chunk, Sink
+from xeroml_pipelines.sql.lines import Shape
 
 
 def lines(column: pa.Array) -> memoryview:

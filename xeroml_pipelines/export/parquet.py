@@ -24,9 +24,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.clickhouse.lines import Shape
 from xeroml_pipelines.export.cutting import Chunk, Sink
-from xeroml_pipelines.tables import tombstone_columns
+from xeroml_pipelines.sql.lines import Shape
+from xeroml_pipelines.tables import exported_table
 
 ParquetCodec = Literal["none", "snappy", "gzip", "zstd"]
 
@@ -167,7 +167,7 @@ class Parquet:
     def __init__(self, table: str, exclude: frozenset[str], codec: ParquetCodec) -> None:
         self.codec = codec
         self.schema = arrow_schema(table, exclude)
-        kept = set(tombstone_columns(table))
+        kept = set(exported_table(table).tombstone_columns)
         self._nulled = [i for i, name in enumerate(self.schema.names) if name not in kept]
 
     @cached_property

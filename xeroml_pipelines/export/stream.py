@@ -15,8 +15,8 @@ from typing import Protocol
 
 import pyarrow as pa
 
-from xeroml_pipelines.clickhouse.lines import Shape
-from xeroml_pipelines.tables import exported_columns
+from xeroml_pipelines.sql.lines import Shape
+from xeroml_pipelines.tables import exported_table
 from xeroml_pipelines.windows import Mode, Window
 
 
@@ -45,7 +45,7 @@ class ExportStream:
     @property
     def columns(self) -> tuple[str, ...]:
         """The fields of each line, in order."""
-        return tuple(c for c in exported_columns(self.table) if c not in self.exclude)
+        return tuple(c for c in exported_table(self.table).column_names if c not in self.exclude)
 
     @property
     def schema_version(self) -> str:

@@ -24,14 +24,8 @@ from xeroml_pipelines.clickhouse.source import TableQuery
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.keys import CLICKHOUSE_POOL, export_asset_key, io_manager_key, partitions_for
 from xeroml_pipelines.export.stream import ExportStream
+from xeroml_pipelines.tables import exported_table
 from xeroml_pipelines.windows import windows_for
-
-_DESCRIPTIONS = {
-    "traces": "Latest version of each trace of the project, one record per trace.",
-    "observations": "Latest version of each observation (span, generation, event), one record each.",
-    "scores": "Latest version of each score, one record each.",
-    "sessions": "One record per session with a trace in the traces partition, aggregated over all its live traces.",
-}
 
 
 def freshness_policy(export: ExportConfig) -> FreshnessPolicy:
@@ -46,7 +40,9 @@ def freshness_policy(export: ExportConfig) -> FreshnessPolicy:
 
 
 def _build(export: ExportConfig, table: str) -> AssetsDefinition:
-    deps = [export_asset_key(export, "traces")] if table == "sessions" and "traces" in export.tables else None
+    spec = exported_table(table)
+    # lineage: the exported tables whose sources this table's query reads too
+    deps = [export_asset_key(export, source) for source in spec.sources if source != table and source in export.tables]
     partitions_def = partitions_for(export)
 
     @asset(
@@ -54,9 +50,9 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         partitions_def=partitions_def,
         io_manager_key=io_manager_key(export),
         group_name=export.name,
-        deps=deps,
+        deps=deps or None,
         kinds={"clickhouse", "parquet" if export.format == "parquet" else "json"},
-        description=_DESCRIPTIONS[table] + f" Project {export.project_id!r}, {export.mode} mode, {export.format} files.",
+        description=spec.description + f" Project {export.project_id!r}, {export.mode} mode, {export.format} files.",
         metadata={"project_id": export.project_id, "mode": export.mode, "cadence": export.cadence},
         # Transient destination/ClickHouse failures are retried; permanent ones raise
         # Failure(allow_retries=False) and stop at once.

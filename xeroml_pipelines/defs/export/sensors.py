@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.exceptions import DatabaseError
 from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
 
-from xeroml_pipelines.clickhouse.changes import Mark, change_sources, changed_windows, marks
+from xeroml_pipelines.clickhouse.changes import Mark, changed_windows, marks
 from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
@@ -27,6 +27,7 @@ from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partit
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
+from xeroml_pipelines.tables import exported_table
 from xeroml_pipelines.windows import Window, windows_for
 
 # Runs and the sensor may run on hosts whose clocks differ by this much.
@@ -116,7 +117,7 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
         """The windows of `table` to recount: all on a first tick (or without marks); else those
         the rows added since the last tick may have changed, and those new in the horizon whose
         export began before the last tick (rows committed in between are below its marks)."""
-        sources = change_sources(table)
+        sources = exported_table(table).change_sources
         since: dict[str, Mark] = cursor.get("marks", {}) if now_marks else {}
         if now_marks is None or "marked_at" not in cursor or any(s not in since for s in sources):
             return list(windows)

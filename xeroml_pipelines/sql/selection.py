@@ -12,7 +12,7 @@ database name, a validated identifier, is spliced into the text.
 
 from __future__ import annotations
 
-from xeroml_pipelines.tables import SourceTable
+from xeroml_pipelines.sql.source_tables import SourceTable
 from xeroml_pipelines.windows import Mode
 
 PROJECT = "{project_id:String}"
@@ -62,3 +62,17 @@ def export_sort_key(table: SourceTable) -> tuple[str, ...]:
     export), then `is_deleted`, descending, so at equal key a tombstone sorts first and
     LIMIT 1 BY keeps it."""
     return (*table.order_by[1:], "is_deleted")
+
+
+# A part's name is partition_minblock_maxblock_level[_mutation]; partition ids have no "_".
+_PART_VERSION = "greatest(toUInt64OrZero(splitByChar('_', _part)[3]), toUInt64OrZero(splitByChar('_', _part)[5]))"
+
+
+def new_rows(t: str, column: str = "id") -> str:
+    """`column` of the rows of `t` added since a mark (`clickhouse.changes`): those in parts above
+    the `since` versions of their partitions (a merge that took in a new block is read whole)."""
+    return (
+        f"SELECT {column} FROM {t} WHERE project_id = {PROJECT} "
+        f"AND if(indexOf({{since_partitions:Array(String)}}, _partition_id) = 0, 1, "
+        f"{_PART_VERSION} > {{since_versions:Array(UInt64)}}[indexOf({{since_partitions:Array(String)}}, _partition_id)])"
+    )

@@ -1,24 +1,42 @@
-"""The sessions of a window: one row per session with a trace (or, in incremental mode, an
-observation of one of its traces) in the window."""
+"""The sessions table: one line per session with a trace (or, in incremental mode, an
+observation of one of its traces) in the window, aggregated over all its live traces."""
 
 from __future__ import annotations
 
-from xeroml_pipelines.clickhouse.lines import Shape, cleaned, invalid_utf8_count, payload, settings
-from xeroml_pipelines.clickhouse.selection import (
+from xeroml_pipelines.sql.lines import Shape, cleaned, invalid_utf8_count, payload, settings
+from xeroml_pipelines.sql.selection import (
     PROJECT,
     in_window,
     latest_in_window_filter,
+    new_rows,
     qualified,
     window_column,
     window_index,
 )
-from xeroml_pipelines.tables import SESSION_COLUMNS, SESSION_TOMBSTONE_COLUMNS, SOURCES
+from xeroml_pipelines.sql.source_tables import TRACES, Column
+from xeroml_pipelines.tables.spec import ExportedTable
 from xeroml_pipelines.windows import Mode
 
+COLUMNS = (
+    Column("id", "String", description="the session id"),
+    Column("project_id", "String"),
+    Column("environments", "Array(String)"),
+    Column("user_ids", "Array(String)"),
+    Column("first_trace_at", "DateTime64(3)"),
+    Column("last_trace_at", "DateTime64(3)"),
+    Column("trace_count", "UInt64"),
+    Column("trace_ids", "Array(String)"),
+    Column("tags", "Array(String)"),
+    Column("total_cost", "Float64"),
+    Column("usage_details", "Map(String, UInt64)"),
+    Column("event_ts", "DateTime64(3)"),
+    Column("is_deleted", "UInt8"),
+)
+# A tombstone keeps its identity and version, nothing aggregated from deleted traces.
+TOMBSTONE_COLUMNS = ("id", "project_id", "event_ts", "is_deleted")
 
-def sessions_query(
-    database: str, mode: Mode, block_rows: int, exclude: frozenset[str] = frozenset(), shape: Shape = "lines"
-) -> str:
+
+def sessions_query(database: str, mode: Mode, block_rows: int, exclude: frozenset[str], shape: Shape) -> str:
     """One row per session with a trace in the traces window, aggregated over all its live traces;
     in incremental mode also per session one of whose traces has an observation version in the
     window (a generation's cost often arrives after its trace's last change: the session's line
@@ -29,11 +47,10 @@ def sessions_query(
     version of each observation of the session's live traces; the session's `event_ts` is the
     greatest of its traces' and their observations' versions, a deleted observation's included.
     """
-    traces = SOURCES["traces"]
-    columns = [(name, type_) for name, type_ in SESSION_COLUMNS if name not in exclude]
+    columns = [(c.name, c.type) for c in COLUMNS if c.name not in exclude]
     t = qualified(database, "traces")
     o = qualified(database, "observations")
-    expressions, _ = payload(shape, columns, SESSION_TOMBSTONE_COLUMNS)
+    expressions, _ = payload(shape, columns, TOMBSTONE_COLUMNS)
     by_observation = ""
     if mode == "incremental":
         # the sessions (as their traces' latest versions name them) of the observations with a
@@ -54,8 +71,8 @@ def sessions_query(
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
     return f"""WITH
 window_sessions AS (
-    SELECT DISTINCT {window_index(window_column(traces, mode))} AS _window_index, session_id FROM {t}
-    WHERE {latest_in_window_filter(traces, database, mode)} AND session_id IS NOT NULL AND session_id != ''{by_observation}
+    SELECT DISTINCT {window_index(window_column(TRACES, mode))} AS _window_index, session_id FROM {t}
+    WHERE {latest_in_window_filter(TRACES, database, mode)} AND session_id IS NOT NULL AND session_id != ''{by_observation}
 ),
 session_traces AS (
     SELECT
@@ -130,3 +147,44 @@ SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {expressions}
 FROM cleaned_rows
 ORDER BY _window_index, id
 {settings(block_rows)}, join_use_nulls = 0"""
+
+
+def session_windows(database: str, mode: Mode, source: str) -> str:
+    """The windows holding a line of a session that new rows of `source` touched: the sessions
+    of the traces those rows are (or belong to), in every window of those sessions' traces and,
+    in incremental mode, of the traces' observations (a session has a line in both)."""
+    traces, observations = qualified(database, "traces"), qualified(database, "observations")
+    new_trace_ids = new_rows(traces) if source == "traces" else new_rows(observations, "trace_id")
+    touched = f"SELECT session_id FROM {traces} WHERE project_id = {PROJECT} AND id IN ({new_trace_ids})"
+    session_traces = f"SELECT id FROM {traces} WHERE project_id = {PROJECT} AND session_id IN ({touched})"
+    column = window_column(TRACES, mode)
+    windows = [
+        f"SELECT {window_index(column)} AS w FROM {traces} "
+        f"WHERE project_id = {PROJECT} AND {in_window(column)} AND id IN ({session_traces})"
+    ]
+    if mode == "incremental":
+        windows.append(
+            f"SELECT {window_index('event_ts')} AS w FROM {observations} "
+            f"WHERE project_id = {PROJECT} AND {in_window('event_ts')} AND trace_id IN ({session_traces})"
+        )
+    return "SELECT DISTINCT w FROM (" + " UNION ALL ".join(windows) + ")"
+
+
+TABLE = ExportedTable(
+    name="sessions",
+    title="Session",
+    description=(
+        "A session as aggregated from its live traces and their observations' latest versions. A session "
+        "is written again in every partition in which one of its traces (or, in incremental mode, an "
+        "observation of one) changed: its current state is the line with the greatest event_ts (a "
+        "tombstone wins a tie)."
+    ),
+    columns=COLUMNS,
+    computed=(),
+    tombstone_columns=TOMBSTONE_COLUMNS,
+    sources=("traces", "observations"),
+    change_sources=("traces", "observations"),
+    snapshot_column=None,  # a snapshot window is on its traces' timestamp
+    query=sessions_query,
+    changed_windows=session_windows,
+)
