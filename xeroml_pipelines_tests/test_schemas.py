@@ -15,9 +15,10 @@ import pytest
 from xeroml_pipelines import schemas
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
+from xeroml_pipelines.tables import TABLES as REGISTERED
 from xeroml_pipelines_tests.support import Exporter
 
-TABLES = ("traces", "observations", "scores", "sessions")
+TABLES = tuple(REGISTERED)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def demo_files(chdb_url: str, tmp_path_factory: pytest.TempPathFactory) -> Expor
     generate(ch, DemoSpec(start=date(2025, 1, 13), days=2, traces_per_day=150))
     exporter = Exporter(ch, tmp_path_factory.mktemp("schemas") / "export", project_id="demo")
     for day in ("2025-01-13", "2025-01-14", "2025-01-15", "2025-01-16"):
-        exporter.run(day)
+        exporter.run(day, tables=TABLES)
     yield exporter
     ch.get_client().command(f"DROP DATABASE `{ch.database}`")
 
@@ -85,4 +86,4 @@ def test_cli_prints_schemas() -> None:
         text=True,
         check=True,
     ).stdout
-    assert out.count("CREATE TABLE IF NOT EXISTS") == 4 and "TIMESTAMP_TZ" in out
+    assert out.count("CREATE TABLE IF NOT EXISTS") == len(TABLES) and "TIMESTAMP_TZ" in out  # every registered table

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from dagster import AssetKey
@@ -83,3 +84,17 @@ def test_the_sensor_marks_every_change_source(ch: ClickHouseResource) -> None:
     assert set(marks(ch, ["sessions"])) == {"traces", "observations"}
     assert set(marks(ch, ["scores"])) == {"scores"}
     assert DEFAULT_TABLES == ("traces", "observations", "scores", "sessions")
+
+
+def test_readme_lists_every_table_as_registered() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {
+        cells[0].strip("` "): [c.strip() for c in cells[1:]]
+        for line in readme.split("### Tables\n", 1)[1].split("###", 1)[0].splitlines()
+        if line.startswith("| `") and (cells := line.strip("|").split("|"))
+    }
+    assert list(rows) == list(TABLES)
+    for name, (_, read_from, rechecked, default) in rows.items():
+        spec = TABLES[name]
+        assert read_from == ", ".join(spec.sources) and rechecked == ", ".join(spec.change_sources), name
+        assert default.startswith("yes") == spec.default, name

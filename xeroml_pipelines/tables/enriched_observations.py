@@ -9,7 +9,7 @@ tombstone. An observation whose trace is not (yet) stored has null trace attribu
 
 from __future__ import annotations
 
-from xeroml_pipelines.sql.lines import Shape, cleaned, invalid_utf8_count, payload, settings
+from xeroml_pipelines.sql.lines import Shape, cleaned, invalid_utf8_count, payload, settings, valid_utf8
 from xeroml_pipelines.sql.selection import PROJECT, WINDOW_END, export_sort_key, in_window, new_rows, qualified, window_index
 from xeroml_pipelines.sql.source_tables import OBSERVATIONS, Column
 from xeroml_pipelines.tables.observations import METRICS
@@ -34,14 +34,28 @@ _DESCRIPTIONS = {
 TRACE_COLUMNS = tuple(Column(name, type_, description=_DESCRIPTIONS.get(name)) for name, _, type_ in TRACE_ATTRIBUTES)
 
 
+def _lookup(index: int, name: str, type_: str) -> tuple[str, str, str]:
+    """(the attribute as one value per trace, cleaned; its lookup by an observation's trace_id;
+    the type the lookup's default has). A trace's tags and metadata travel as JSON text: the
+    lookup maps strings, numbers and times only."""
+    cleaned_value = valid_utf8(f"_a{index}", type_) or f"`_a{index}`"
+    looked_up = f"transform(`trace_id`, _ids, arrayMap(r -> r.{index + 5}, _rows), {{}})"
+    if type_.startswith("Array"):
+        return f"toJSONString({cleaned_value})", f"JSONExtract({looked_up.format(repr('[]'))}, 'Array(String)')", name
+    if type_.startswith("Map"):
+        return f"toJSONString({cleaned_value})", f"JSONExtract({looked_up.format(repr('{}'))}, 'Map(String, String)')", name
+    return cleaned_value, looked_up.format("CAST(NULL, 'Nullable(String)')"), name
+
+
 def enriched_query(database: str, mode: Mode, block_rows: int, exclude: frozenset[str], shape: Shape) -> str:
     """One line per observation whose version (the greater of its own and its trace's) is in the
     window (snapshot mode: whose latest version starts in it), in observations' file order.
 
     Candidates are the observations with a version in the window and, in incremental mode, the
-    observations of the traces with a version in the window; their latest versions are joined
-    with their traces' latest versions (one row per trace), then kept if the record's window is
-    this one."""
+    observations of the traces with a version in the window. Their traces' latest versions are
+    read first, into one constant, and each observation's latest version looks its trace up in
+    it by hash (`transform`) as it streams: a JOIN would give up the observations' key order,
+    and the ORDER BY would become a sort of every formatted line in memory."""
     o, t = qualified(database, "observations"), qualified(database, "traces")
     stored = [(c.name, c.type) for c in OBSERVATIONS.columns if c.name not in exclude]
     metrics = [c for c in METRICS if c.name not in exclude]
@@ -57,7 +71,7 @@ def enriched_query(database: str, mode: Mode, block_rows: int, exclude: frozense
         )
         window_column = "_version"
         # a record whose observation has a version after the window is in a later window
-        before_end = f" AND o.event_ts < {WINDOW_END}"
+        before_end = f" AND event_ts < {WINDOW_END}"
     else:
         candidates = f"SELECT id FROM {o} WHERE project_id = {PROJECT} AND {in_window(OBSERVATIONS.event_time)}"
         window_column = OBSERVATIONS.event_time
@@ -68,7 +82,11 @@ def enriched_query(database: str, mode: Mode, block_rows: int, exclude: frozense
     picked = "".join(
         f"toNullable(`{column}`), " if type_.startswith("Nullable") else f"`{column}`, " for _, column, type_ in attributes
     )
-    unpacked = "".join(f", _t.{i + 1} AS `{name}`" for i, (name, _, _) in enumerate(attributes))
+    unpacked = "".join(f", _t.{i + 1} AS `_a{i}`" for i in range(len(attributes)))
+    lookups = [_lookup(i, name, type_) for i, (name, _, type_) in enumerate(attributes)]
+    per_trace = "".join(f", {value}" for value, _, _ in lookups)
+    looked_up = "".join(f",\n                    {expression} AS `{name}`" for _, expression, name in lookups)
+    invalid = invalid_utf8_count([(f"_a{i}", type_) for i, (_, _, type_) in enumerate(attributes)]) if attributes else "0"
     derived = "".join(f",\n            {c.expression} AS `{c.name}`" for c in metrics)
     expressions, names = payload(shape, columns, OBSERVATIONS.tombstone_columns)
     key_names = [f"_k{i}" for i in range(len(keys))]
@@ -84,26 +102,35 @@ FROM (
             greatest(`event_ts`, _t_version) AS _version,
             toUInt8(`is_deleted` OR _t_deleted) AS _deleted,
             cityHash64(`id`, `event_ts`, _t_version) AS _row_hash,
-            {invalid_utf8_count([*stored, *trace_columns])} AS _invalid_utf8,
+            {invalid_utf8_count(stored)} + _t_invalid AS _invalid_utf8,
             {", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))},
-            {cleaned([*stored, *trace_columns])}{derived}
-            FROM {o} AS o
-            LEFT JOIN (
-                SELECT id AS _t_id, max(event_ts) AS _t_version,
-                    argMax(({picked}is_deleted), (event_ts, is_deleted)) AS _t{unpacked},
-                    _t.{len(attributes) + 1} AS _t_deleted
-                FROM {t}
-                WHERE project_id = {PROJECT} AND id IN ({trace_ids})
-                GROUP BY id
-            ) AS tr ON o.trace_id = tr._t_id
-            WHERE o.project_id = {PROJECT} AND (o.id, o.event_ts) IN ({latest}){before_end}
+            {cleaned(stored)}{derived}{"".join(f", `{name}`" for name, _ in trace_columns)}
+            FROM (
+                WITH (
+                    SELECT groupArray((_t_id, _t_version, _t_deleted, {invalid}{per_trace}))
+                    FROM (
+                        SELECT id AS _t_id, max(event_ts) AS _t_version,
+                            argMax(({picked}is_deleted), (event_ts, is_deleted)) AS _t{unpacked},
+                            _t.{len(attributes) + 1} AS _t_deleted
+                        FROM {t}
+                        WHERE project_id = {PROJECT} AND id IN ({trace_ids})
+                        GROUP BY id
+                    )
+                ) AS _rows, arrayMap(r -> r.1, _rows) AS _ids
+                SELECT *,
+                    transform(`trace_id`, _ids, arrayMap(r -> r.2, _rows), toDateTime64(0, 3)) AS _t_version,
+                    transform(`trace_id`, _ids, arrayMap(r -> r.3, _rows), 0) AS _t_deleted,
+                    transform(`trace_id`, _ids, arrayMap(r -> r.4, _rows), 0) AS _t_invalid{looked_up}
+                FROM {o}
+                WHERE project_id = {PROJECT} AND (id, event_ts) IN ({latest}){before_end}
+            )
         )
         WHERE {in_window(window_column)}
     )
 )
 ORDER BY {", ".join(key_names[:-1])}, {key_names[-1]} DESC
 LIMIT 1 BY _k{keys.index("id")}
-{settings(block_rows)}, join_use_nulls = 0"""
+{settings(block_rows)}"""
 
 
 def enriched_windows(database: str, mode: Mode, source: str) -> str:
