@@ -208,3 +208,17 @@ def test_readme_query_per_trace_and_per_user(exporter: Exporter, monkeypatch: py
         ("T1", "chat", "u7", 0.75, 110, 20, 121_000),
     ]
     assert users == [(None, 1, 1.0, None, None, None, None), ("u7", 1, 0.75, 110, 20, 1750.0, 400.0)]
+
+
+def test_invalid_utf8_in_trace_attributes_is_replaced_and_counted(exporter: Exporter) -> None:
+    insert(
+        exporter.ch,
+        "traces",
+        [trace("T", f"{D} 10:00", user_id=b"u\xff", tags=[b"t\xfe", b"ok"], metadata={b"k\xff": b"v", b"plain": b"\xfe"})],
+    )
+    insert(exporter.ch, "observations", [observation("O", "T", f"{D} 10:01")])
+    exporter.run(D, tables=(TABLE,))
+    (line,) = exporter.lines(TABLE, D)
+    assert line["user_id"] == "u\ufffd" and line["tags"] == ["t\ufffd", "ok"]
+    assert line["trace_metadata"] == {"k\ufffd": "v", "plain": "\ufffd"}
+    assert exporter.manifest(TABLE, D)["invalid_utf8"] == 4
