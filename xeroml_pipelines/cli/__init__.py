@@ -219,6 +219,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=3000)
     p.set_defaults(fn=cmd_ui)
 
+    from xeroml_pipelines.cli import destinations
+
+    destinations.add_parser(sub, verbose)
+
     p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")
     p.add_argument("--database", default="default")
     p.set_defaults(fn=cmd_ddl)

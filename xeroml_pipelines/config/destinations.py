@@ -7,6 +7,7 @@ and the resource reads it through Dagster's `EnvVar` at run time.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -43,8 +44,21 @@ def env(name: str | None) -> EnvVar | None:
     return EnvVar(name) if name else None
 
 
+# A credential's value given in code (the export registry's stored credentials), by the name of
+# the field it stands for without `_env`; never in the configuration file.
+Secrets = Mapping[str, str]
+NO_SECRETS: Secrets = {}
+
+
 class _Destination(Strict):
     prefix: str = ""
+
+    def credential(self, name: str, secrets: Secrets) -> str | EnvVar | None:
+        """A credential: its stored value when one is given, else the environment variable its
+        `<name>_env` field names (read at run time), else None."""
+        if name in secrets:
+            return secrets[name]
+        return env(getattr(self, f"{name}_env"))
 
     def io_manager_class(self) -> type[ExportIOManager]:
         raise NotImplementedError
@@ -72,7 +86,7 @@ class LocalDestination(_Destination):
 
         return LocalExportIOManager
 
-    def resource(self) -> LocalFolder:
+    def resource(self, secrets: Secrets = NO_SECRETS) -> LocalFolder:
         from xeroml_pipelines.destinations.local import LocalFolder
 
         return LocalFolder(path=self.path, prefix=self.prefix)
@@ -115,7 +129,7 @@ class S3Destination(_Destination):
 
         return S3ExportIOManager
 
-    def resource(self) -> S3Bucket:
+    def resource(self, secrets: Secrets = NO_SECRETS) -> S3Bucket:
         from xeroml_pipelines.destinations.s3 import S3Bucket
         from xeroml_pipelines.destinations.s3_client import S3ClientResource
 
@@ -123,11 +137,11 @@ class S3Destination(_Destination):
             region_name=self.region,
             endpoint_url=self.endpoint_url,
             profile_name=self.profile,
-            aws_access_key_id=env(self.access_key_id_env),
-            aws_secret_access_key=env(self.secret_access_key_env),
-            aws_session_token=env(self.session_token_env),
+            aws_access_key_id=self.credential("access_key_id", secrets),
+            aws_secret_access_key=self.credential("secret_access_key", secrets),
+            aws_session_token=self.credential("session_token", secrets),
             role_arn=self.role_arn,
-            external_id=env(self.external_id_env),
+            external_id=self.credential("external_id", secrets),
             sts_endpoint_url=self.sts_endpoint_url,
             addressing_style=self.addressing_style,
             max_attempts=self.max_attempts,
@@ -168,12 +182,12 @@ class GCSDestination(_Destination):
 
         return GCSExportIOManager
 
-    def resource(self) -> GCSBucket:
+    def resource(self, secrets: Secrets = NO_SECRETS) -> GCSBucket:
         from xeroml_pipelines.destinations.gcs import GCSBucket, GCSClientResource
 
         client = GCSClientResource(
             project=self.project,
-            service_account_json=env(self.service_account_json_env),
+            service_account_json=self.credential("service_account_json", secrets),
             service_account_file=self.service_account_file,
         )
         return GCSBucket(
@@ -232,7 +246,9 @@ class AzureDestination(_Destination):
 
     @property
     def location(self) -> str:
-        account = self.account_url or f"${{{self.connection_string_env}}}"
+        account = self.account_url or (
+            f"${{{self.connection_string_env}}}" if self.connection_string_env else "(stored connection string)"
+        )
         return f"azure:{account}/{self.container}/{self.prefix}"
 
     def io_manager_class(self) -> type[ExportIOManager]:
@@ -240,7 +256,7 @@ class AzureDestination(_Destination):
 
         return AzureBlobExportIOManager
 
-    def resource(self) -> AzureContainer:
+    def resource(self, secrets: Secrets = NO_SECRETS) -> AzureContainer:
         from dagster_azure.blob import (
             AzureBlobStorageDefaultCredential,
             AzureBlobStorageKeyCredential,
@@ -251,15 +267,17 @@ class AzureDestination(_Destination):
         from xeroml_pipelines.destinations.azure_client import AzureBlobClientResource
 
         retries: dict[str, Any] = {"max_retries": self.max_retries, "retry_backoff_s": self.retry_backoff_s}
-        if self.connection_string_env:
-            client = AzureBlobClientResource(connection_string=EnvVar(self.connection_string_env), **retries)
+        connection_string = self.credential("connection_string", secrets)
+        if connection_string:
+            client = AzureBlobClientResource(connection_string=connection_string, **retries)
         else:
             assert self.account_url, "validated: account_url goes with every credential but a connection string"
             credential: AzureBlobStorageSASTokenCredential | AzureBlobStorageKeyCredential | AzureBlobStorageDefaultCredential
-            if self.sas_token_env:
-                credential = AzureBlobStorageSASTokenCredential(token=EnvVar(self.sas_token_env))
-            elif self.account_key_env:
-                credential = AzureBlobStorageKeyCredential(key=EnvVar(self.account_key_env))
+            sas_token, account_key = self.credential("sas_token", secrets), self.credential("account_key", secrets)
+            if sas_token:
+                credential = AzureBlobStorageSASTokenCredential(token=sas_token)
+            elif account_key:
+                credential = AzureBlobStorageKeyCredential(key=account_key)
             else:
                 credential = AzureBlobStorageDefaultCredential()
             client = AzureBlobClientResource(account_url=self.account_url, credential=credential, **retries)

@@ -11,6 +11,7 @@ import json
 import os
 from datetime import date, timedelta
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import ValidationError
@@ -106,11 +107,16 @@ def _yaml_error(e: yaml.YAMLError, source: str) -> str:
     return f"invalid configuration in {where}: not valid YAML: {problem}"
 
 
-def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
+def read_yaml(text: str, source: str) -> Any:
+    """YAML as the configuration reads it: dates stay text, a syntax error is one plain line."""
     try:
-        raw = yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
+        return yaml.load(text, Loader=_Loader)  # a SafeLoader: no arbitrary objects
     except yaml.YAMLError as e:
         raise ConfigError(_yaml_error(e, source)) from None
+
+
+def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
+    raw = read_yaml(text, source)
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {source}: expected a mapping with 'clickhouse' and 'exports'")
     try:
