@@ -42,8 +42,12 @@ def _entries(bucket: str = "globex-bucket", endpoint: str | None = None) -> list
     ]
 
 
-def _cli(tmp_path: Path, *args: str, keys: str | None = None, stdin: str = "") -> subprocess.CompletedProcess:
+def _cli(
+    tmp_path: Path, *args: str, keys: str | None = None, stdin: str = "", allow: str | None = None
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "XEROML_REGISTRY_URL": f"sqlite:///{tmp_path / 'registry.sqlite'}"}
+    if allow is not None:
+        env["XEROML_ALLOW_ENDPOINTS"] = allow
     if keys is not None:
         env["XEROML_REGISTRY_KEYS"] = keys
     return subprocess.run(
@@ -142,15 +146,66 @@ def test_the_probe_uses_the_stored_credentials_on_s3(request: pytest.FixtureRequ
     key = new_key()
     entries = _entries(bucket=s3.bucket, endpoint=s3.endpoint)
     (tmp_path / "entries.yaml").write_text(yaml.safe_dump(entries))
-    assert _cli(tmp_path, "import", "entries.yaml", keys=key).returncode == 0
-    run = _cli(tmp_path, "test", "globex", keys=key)
+    refused = _cli(tmp_path, "import", "entries.yaml", keys=key)  # the emulator is on 127.0.0.1
+    assert refused.returncode == 2 and "resolves to 127.0.0.1, not a public address" in refused.stderr
+    assert _cli(tmp_path, "import", "entries.yaml", keys=key, allow="127.0.0.1").returncode == 0
+    assert "XEROML_ALLOW_ENDPOINTS" in _cli(tmp_path, "test", "globex", keys=key).stderr  # checked again before use
+    run = _cli(tmp_path, "test", "globex", keys=key, allow="127.0.0.0/8")
     assert run.returncode == 0, run.stderr
     assert s3.keys() == []  # written, read back, removed
-    run = _cli(tmp_path, "test", "globex", keys=new_key())  # not the key it was sealed with
+    run = _cli(tmp_path, "test", "globex", keys=new_key(), allow="127.0.0.1")  # not the key it was sealed with
     assert run.returncode == 2 and "do not open with any key" in run.stderr
     s3.client.delete_bucket(Bucket=s3.bucket)
-    run = _cli(tmp_path, "test", "globex", keys=key)
+    run = _cli(tmp_path, "test", "globex", keys=key, allow="127.0.0.1")
     assert run.returncode == 1 and s3.bucket in run.stderr and SECRET not in run.stderr and "Traceback" not in run.stderr
+
+
+@pytest.mark.parametrize(
+    "destination,secrets,message",
+    [
+        ({"endpoint_url": "http://169.254.169.254"}, {}, "169.254.169.254, not a public address"),  # cloud metadata
+        ({"endpoint_url": "http://10.1.2.3:9000"}, {}, "10.1.2.3, not a public address"),
+        ({"endpoint_url": "http://localhost:9000"}, {}, "localhost resolves to"),
+        ({"endpoint_url": "http://[::1]:9000"}, {}, "::1, not a public address"),
+        ({"endpoint_url": "http://[::ffff:127.0.0.1]:9000"}, {}, "not a public address"),
+        ({"sts_endpoint_url": "http://192.168.0.10"}, {}, "destination.sts_endpoint_url"),
+        (
+            {"provider": "azure", "container": "exports"},
+            {
+                "connection_string": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=k;BlobEndpoint=http://169.254.169.254/a;"
+            },
+            "secrets.connection_string (BlobEndpoint)",
+        ),
+        ({"provider": "local", "path": "/etc"}, {}, "a relative path without '..'"),
+        ({"provider": "local", "path": "out/../../etc"}, {}, "a relative path without '..'"),
+        ({"provider": "gcs", "bucket": "bkt", "service_account_file": "/etc/key.json"}, {}, "cannot read a file"),
+    ],
+)
+def test_customer_endpoints_and_paths_cannot_reach_inside_the_platform(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, destination: dict, secrets: dict, message: str
+) -> None:
+    monkeypatch.delenv("XEROML_ALLOW_ENDPOINTS", raising=False)
+    base = {"provider": "s3", "bucket": "bkt", "region": "us-east-1"}
+    if destination.get("provider") in ("azure", "local", "gcs"):
+        base = {}
+    raw = {"name": "e", "project_id": "p", "start_date": "2025-01-01", "destination": {**base, **destination}}
+    if secrets:
+        raw["secrets"] = secrets
+    registry = Registry(f"sqlite:///{tmp_path / 'r.sqlite'}").create()
+    with pytest.raises(ConfigError) as e:
+        registry.put([parse_entry(raw, "entries")], keyring=Keyring([new_key()]))
+    assert message in str(e.value)
+    assert registry.all() == []
+    # a public address passes; the operator can allow an inside one, by network or by host
+    plain = {k: v for k, v in raw.items() if k != "secrets"}
+    public = {
+        **plain,
+        "destination": {"provider": "s3", "bucket": "bkt", "region": "us-east-1", "endpoint_url": "http://8.8.8.8"},
+    }
+    registry.put([parse_entry(public, "entries")])
+    monkeypatch.setenv("XEROML_ALLOW_ENDPOINTS", "10.0.0.0/8, localhost")
+    inside = {**public, "name": "f", "destination": {**public["destination"], "endpoint_url": "http://10.1.2.3:9000"}}
+    registry.put([parse_entry(inside, "entries")])
 
 
 @pytest.fixture(scope="module")

@@ -98,10 +98,14 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 def cmd_test(args: argparse.Namespace) -> int:
     """Writes, reads back and removes a probe object under the entry's prefix, as its runs would."""
+    from xeroml_pipelines.registry.endpoints import check_destination
+
     registry = _registry(args)
     r = registry.get(args.name)
     destination = r.entry.export.destination
-    resource = destination.resource(registry.open_secrets(args.name))
+    secrets = registry.open_secrets(args.name)
+    check_destination(r.entry.export, secrets)  # again: a name may resolve elsewhere by now
+    resource = destination.resource(secrets)
     key = f"{destination.prefix}/_xeroml_probe/{uuid.uuid4().hex}".lstrip("/")
     payload = b"xeroml destination probe\n"
     with resource.process_config_and_initialize_cm() as opened:

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from xeroml_pipelines.errors import ConfigError
+from xeroml_pipelines.registry.endpoints import check_destination
 from xeroml_pipelines.registry.entries import Entry, from_stored, stored_form
 from xeroml_pipelines.registry.keyring import Keyring
 
@@ -118,6 +119,8 @@ class Registry:
     def put(self, entries: Sequence[Entry], replace: bool = False, keyring: Keyring | None = None) -> None:
         """Adds the entries in one transaction: all or none. An existing name is an error unless
         `replace` (its state, failures included, starts afresh)."""
+        for entry in entries:  # what a customer supplied may not point inside the platform
+            check_destination(entry.export, entry.secrets or {})
         names = [e.export.name for e in entries]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
