@@ -167,3 +167,31 @@ def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:
     (line,) = [x for x in done.stdout.splitlines() if "check traces files_match_manifests failed" in x]
     assert f"{DAY}.jsonl.gz: data object without a manifest" in line
     assert "recount_matches_manifest failed" not in done.stdout
+
+
+def test_one_projects_exports_by_project(seeded: Path, tmp_path: Path) -> None:
+    """`--project` picks the exports of a project, for export and verify; a project no export has,
+    or one that no `--export` given belongs to, is a mistake, not an empty success."""
+    config = tmp_path / "two.yaml"
+    exports = [
+        {
+            "name": n,
+            "project_id": p,
+            "start_date": "2025-01-13",
+            "retries": 0,
+            "destination": {"provider": "local", "path": str(tmp_path / n)},
+        }
+        for n, p in (("main", "demo"), ("other", "acme"))
+    ]
+    config.write_text(yaml.safe_dump({"clickhouse": {"url": f"chdb://{seeded / 'db'}"}, "exports": exports}))
+    done = _xeroml(seeded, config, "export", DAY, "--project", "acme")
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "other" / "traces" / f"{DAY}.jsonl").exists() and not (tmp_path / "main").exists()
+    done = _xeroml(seeded, config, "verify", "--project", "acme")
+    assert done.returncode == 0 and {line.split("/")[0] for line in done.stdout.splitlines()} == {"other"}
+    assert "no export of project 'nope'; the configuration's projects: acme, demo" in _plain(
+        _xeroml(seeded, config, "export", DAY, "--project", "nope"), 2
+    )
+    assert "no export is both among --export other and of project demo" in _plain(
+        _xeroml(seeded, config, "verify", "--project", "demo", "--export", "other"), 2
+    )

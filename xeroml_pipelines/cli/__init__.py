@@ -10,7 +10,7 @@ import argparse
 import sys
 from datetime import date, timedelta
 
-from xeroml_pipelines.cli.export import UsageError, run_exports
+from xeroml_pipelines.cli.export import UsageError, by_project, run_exports
 
 
 def _seed(args: argparse.Namespace, first: date) -> tuple[date, date]:
@@ -64,7 +64,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from xeroml_pipelines.config import load_config
 
     config = load_config()
-    return 1 if run_exports(config, args.export, args.start, args.end or args.start, args.verbose) else 0
+    names = by_project(config, args.export, args.project)
+    return 1 if run_exports(config, names, args.start, args.end or args.start, args.verbose) else 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -75,13 +76,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     known = [e.name for e in config.exports]
     if unknown := [n for n in args.export or [] if n not in known]:
         raise UsageError(f"no export named {', '.join(map(repr, unknown))}; the configuration has: {', '.join(known)}")
+    names = by_project(config, args.export, args.project)
     # verify reads the destinations only: ClickHouse's secret is not needed
-    missing = [m for m in config.missing_secrets(args.export) if "(exports." in m]
+    missing = [m for m in config.missing_secrets(names) if "(exports." in m]
     if missing:
         raise UsageError(f"secrets missing from the environment (unset or empty): {', '.join(missing)}; set them and re-run")
     problems = 0
     for export in config.exports:
-        if args.export and export.name not in args.export:
+        if names and export.name not in names:
             continue
         # resolves EnvVar secrets and tears clients down, as Dagster does around a run
         with export.destination.resource().process_config_and_initialize_cm() as destination:
@@ -199,10 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("start", type=_day, help="first day, YYYY-MM-DD")
     p.add_argument("end", type=_day, nargs="?", help="last day (default: the first)")
     p.add_argument("--export", action="append", help="only this export (repeatable)")
+    p.add_argument("--project", action="append", help="only the exports of this project id (repeatable)")
     p.set_defaults(fn=cmd_export)
 
     p = sub.add_parser("verify", help="list each destination and compare its manifests with its objects")
     p.add_argument("--export", action="append", help="only this export (repeatable)")
+    p.add_argument("--project", action="append", help="only the exports of this project id (repeatable)")
     p.add_argument("--deep", action="store_true", help="also read every object and compare its sha256")
     p.set_defaults(fn=cmd_verify)
 

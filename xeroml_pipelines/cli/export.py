@@ -38,6 +38,22 @@ def partition_keys(export: ExportConfig, first: date, last: date) -> list[str]:
     return list(partitions_for(export).get_partition_keys_in_time_window(TimeWindow(start, end)))
 
 
+def by_project(config: XeroMLConfig, names: list[str] | None, projects: list[str] | None) -> list[str] | None:
+    """The export names `--export` and `--project` select (both: the exports that match both);
+    None for every export. An unknown project is a `UsageError`, never an empty success."""
+    if not projects:
+        return names
+    known = sorted({e.project_id for e in config.exports})
+    if unknown := [p for p in projects if p not in known]:
+        raise UsageError(
+            f"no export of project {', '.join(map(repr, unknown))}; the configuration's projects: {', '.join(known)}"
+        )
+    selected = [e.name for e in config.exports if e.project_id in projects and (not names or e.name in names)]
+    if not selected:
+        raise UsageError(f"no export is both among --export {', '.join(names or [])} and of project {', '.join(projects)}")
+    return selected
+
+
 def plan(config: XeroMLConfig, names: list[str] | None, first: date, last: date) -> list[tuple[ExportConfig, list[str]]]:
     """Each selected export with its partitions from `first` to `last`; a `UsageError` for an
     unknown name, a reversed range, or days the export has no partitions for."""
