@@ -146,3 +146,22 @@ class SensorTicks:
             result = self.sensor.evaluate_tick(ctx)
         self.cursor = result.cursor
         return result
+
+
+def latest_versions(ch: ClickHouseResource, table: str, names: list[str], project_id: str = "demo") -> dict[str, dict]:
+    """Per id, the row of the record's latest version, computed in Python: the greatest
+    event_ts, a delete winning a tie (the export's rule, independently)."""
+    rows = (
+        ch.get_client()
+        .query(
+            f"SELECT {', '.join(f'`{n}`' for n in names)} FROM `{ch.database}`.{table} WHERE project_id = {{p:String}}",
+            parameters={"p": project_id},
+        )
+        .named_results()
+    )
+    latest: dict[str, dict] = {}
+    for row in rows:
+        best = latest.get(row["id"])
+        if best is None or (row["event_ts"], row["is_deleted"]) > (best["event_ts"], best["is_deleted"]):
+            latest[row["id"]] = row
+    return latest

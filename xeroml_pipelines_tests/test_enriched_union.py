@@ -13,7 +13,7 @@ import pytest
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.sql.source_tables import OBSERVATIONS, TRACES
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, latest_versions
 from xeroml_pipelines_tests.test_union_property import DAYS, PARTITIONS, START, _json_value
 
 TABLE = "enriched_observations"
@@ -37,20 +37,6 @@ def demo(chdb_url: str) -> ClickHouseResource:
     ch.get_client().command(f"DROP DATABASE `{ch.database}`")
 
 
-def _latest(ch: ClickHouseResource, table: str, names: list[str]) -> dict[str, dict]:
-    rows = (
-        ch.get_client()
-        .query(f"SELECT {', '.join(f'`{n}`' for n in names)} FROM `{ch.database}`.{table} WHERE project_id = 'demo'")
-        .named_results()
-    )
-    latest: dict[str, dict] = {}
-    for row in rows:
-        best = latest.get(row["id"])
-        if best is None or (row["event_ts"], row["is_deleted"]) > (best["event_ts"], best["is_deleted"]):
-            latest[row["id"]] = row
-    return latest
-
-
 def _utc(t: datetime) -> datetime:
     return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
@@ -59,8 +45,8 @@ def _expected(ch: ClickHouseResource) -> dict[str, tuple[datetime, datetime, dic
     """Per observation id: (its version: the time an incremental window is on, its own latest
     version's event_ts, its line)."""
     names = [c.name for c in OBSERVATIONS.columns]
-    observations = _latest(ch, "observations", names)
-    traces = _latest(ch, "traces", [c.name for c in TRACES.columns])
+    observations = latest_versions(ch, "observations", names)
+    traces = latest_versions(ch, "traces", [c.name for c in TRACES.columns])
     keep = set(OBSERVATIONS.tombstone_columns)
     out = {}
     for id_, o in observations.items():

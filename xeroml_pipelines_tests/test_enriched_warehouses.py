@@ -80,17 +80,10 @@ def test_duckdb(exporter: Exporter, tmp_path: Path) -> None:
 
 
 def test_snowflake(exporter: Exporter, tmp_path: Path) -> None:
-    from xeroml_pipelines_tests.test_warehouse_snowflake_redshift import _snowflake
+    from xeroml_pipelines_tests.test_warehouse_snowflake_redshift import SNOWFLAKE, _snowflake
 
     root = tmp_path / "bucket"
-    warehouse = {
-        "type": "snowflake",
-        "account": "x",
-        "user": "u",
-        "database": "XEROML",
-        "schema_name": "EXPORTS",
-        "stage": "xeroml_stage",
-    }
+    warehouse = SNOWFLAKE
     with fakesnow.patch():
         con = _snowflake(root)
         _export_and_load(exporter, {"provider": "local", "path": str(root), "prefix": "xeroml-export"}, warehouse)

@@ -95,18 +95,11 @@ def test_duckdb_adds_the_metrics_to_an_older_table(exporter: Exporter, tmp_path:
 
 
 def test_snowflake_adds_the_metrics_to_an_older_table(exporter: Exporter, tmp_path: Path) -> None:
-    from xeroml_pipelines_tests.test_warehouse_snowflake_redshift import _snowflake
+    from xeroml_pipelines_tests.test_warehouse_snowflake_redshift import SNOWFLAKE, _snowflake
 
     _seed(exporter)
     root = tmp_path / "bucket"
-    warehouse = {
-        "type": "snowflake",
-        "account": "x",
-        "user": "u",
-        "database": "XEROML",
-        "schema_name": "EXPORTS",
-        "stage": "xeroml_stage",
-    }
+    warehouse = SNOWFLAKE
     with fakesnow.patch():
         con = _snowflake(root)
         con.cursor().execute(_old_table("snowflake", "xeroml_observations"))

@@ -11,7 +11,7 @@ import pytest
 
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.sql.source_tables import SOURCES
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, latest_versions
 
 START = date(2025, 1, 13)
 DAYS = 3
@@ -125,16 +125,7 @@ def test_every_line_is_the_latest_version_field_by_field(exported: Exporter, tab
     versions must match every field of every line, tombstones included."""
     source = SOURCES[table]
     names = [c.name for c in source.columns]
-    rows = (
-        exported.ch.get_client()
-        .query(f"SELECT {', '.join(f'`{n}`' for n in names)} FROM `{exported.ch.database}`.{table} WHERE project_id = 'demo'")
-        .named_results()
-    )
-    latest: dict[str, dict] = {}
-    for row in rows:
-        best = latest.get(row["id"])
-        if best is None or (row["event_ts"], row["is_deleted"]) > (best["event_ts"], best["is_deleted"]):
-            latest[row["id"]] = row
+    latest = latest_versions(exported.ch, table, names)
     lines = {line["id"]: line for day in PARTITIONS for line in exported.lines(table, day)}
     assert set(lines) == set(latest)
     keep = set(source.tombstone_columns)

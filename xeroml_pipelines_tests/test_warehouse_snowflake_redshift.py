@@ -21,6 +21,16 @@ from xeroml_pipelines.warehouses.merge import merge_sql
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.support import Exporter
 
+# the warehouse configuration of an export loading into the fakesnow account `_snowflake` sets up
+SNOWFLAKE = {
+    "type": "snowflake",
+    "account": "xeroml",
+    "user": "loader",
+    "database": "XEROML",
+    "schema_name": "EXPORTS",
+    "stage": "xeroml_stage",
+}
+
 
 def _snowflake(root: Path):
     con = snowflake.connector.connect()
@@ -63,14 +73,7 @@ def test_snowflake_load_through_dagster(
         ],
     )
     root = tmp_path / "bucket"
-    warehouse = {
-        "type": "snowflake",
-        "account": "xeroml",
-        "user": "loader",
-        "database": "XEROML",
-        "schema_name": "EXPORTS",
-        "stage": "xeroml_stage",
-    }
+    warehouse = dict(SNOWFLAKE)
     defs = build_definitions(
         exporter.config(
             tables=("traces",),
