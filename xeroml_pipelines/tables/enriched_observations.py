@@ -4,7 +4,8 @@ attributes of its trace's latest version, so that analysis runs on one table ins
 An enriched observation's version is the greater of its observation's and its trace's latest
 `event_ts`: in incremental mode its line goes to that version's window, so a trace that gets a
 user id later re-emits its observations there. A deleted observation, or a deleted trace, gives a
-tombstone. An observation whose trace is not (yet) stored has null trace attributes.
+tombstone. An observation whose trace is not (yet) stored has null trace attributes (no tags, an
+empty metadata map).
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ TRACE_COLUMNS = tuple(Column(name, type_, description=_DESCRIPTIONS.get(name)) f
 
 
 def _lookup(index: int, name: str, type_: str) -> tuple[str, str, str]:
-    """(the attribute as one value per trace, cleaned; its lookup by an observation's trace_id;
-    the type the lookup's default has). A trace's tags and metadata travel as JSON text: the
-    lookup maps strings, numbers and times only."""
+    """(the attribute as one value per trace, cleaned; the expression looking it up by an
+    observation's trace_id; the exported column's name). A trace's tags and metadata travel as
+    JSON text: `transform` maps strings, numbers and times only."""
     cleaned_value = valid_utf8(f"_a{index}", type_) or f"`_a{index}`"
     looked_up = f"transform(`trace_id`, _ids, arrayMap(r -> r.{index + 5}, _rows), {{}})"
     if type_.startswith("Array"):
