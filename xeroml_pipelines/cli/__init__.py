@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, timedelta
+from typing import NoReturn
 
 from xeroml_pipelines.cli.export import UsageError, by_project, run_exports
 
@@ -171,12 +172,19 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # one plain line, not argparse's usage block (which wraps as options grow)
+        print(f"{self.prog}: {message} (`{self.prog} --help` lists the arguments)", file=sys.stderr)
+        sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> int:
     from xeroml_pipelines.tables import TABLES  # the table registry: the choices of --table
 
-    parser = argparse.ArgumentParser(prog="xeroml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="xeroml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(required=True)
-    verbose = argparse.ArgumentParser(add_help=False)
+    verbose = _Parser(add_help=False)
     verbose.add_argument("--verbose", action="store_true", help="print a failure's stack trace too")
 
     p = sub.add_parser("demo", parents=[verbose], help="seed the embedded demo database if empty, then export the demo days")
