@@ -142,12 +142,13 @@ exports:
 
 def _materialize(defs, partition: str | None = None, until: str | None = None) -> list:
     from dagster import AssetKey, materialize
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from xeroml_pipelines.cli.export import RANGE_END_TAG, RANGE_START_TAG
 
     asset = defs.get_assets_def(AssetKey(["bench", "observations"]))
     quiet = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
     if until:
-        tags = {ASSET_PARTITION_RANGE_START_TAG: partition, ASSET_PARTITION_RANGE_END_TAG: until}
+        tags = {RANGE_START_TAG: partition, RANGE_END_TAG: until}
         result = materialize([asset], tags=tags, resources=defs.resources, run_config=quiet)
     else:
         result = materialize([asset], partition_key=partition, resources=defs.resources, run_config=quiet)

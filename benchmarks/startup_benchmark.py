@@ -64,7 +64,11 @@ def main() -> None:
     subprocess.run([str(BIN / "xeroml"), "seed", "--days", "1", "--traces-per-day", "10"], cwd=root, env=env, check=True)
     subprocess.run([str(BIN / "xeroml"), "export", DAY], cwd=root, env=env, check=True, capture_output=True)  # instance made
     cli = [sys.executable, "-c", HOOK + "from xeroml_pipelines.cli import main; sys.exit(main())"]
-    dagster = [sys.executable, "-c", HOOK + "from dagster._cli import main; sys.argv[0] = 'dagster'; main()"]
+    dagster = [
+        sys.executable,
+        "-c",
+        HOOK + "import runpy; sys.argv[0] = 'dagster'; runpy.run_module('dagster', run_name='__main__')",
+    ]
     cases = {
         "xeroml --help": ([str(BIN / "xeroml"), "--help"], env),
         "xeroml ddl": ([str(BIN / "xeroml"), "ddl"], env),
