@@ -95,7 +95,7 @@ def _native(db: str, out: Path, same_selection: bool, parquet: bool = False) -> 
     else:
         sql += f" INTO OUTFILE '{target}' TRUNCATE FORMAT JSONEachRow SETTINGS {', '.join(JSON_SETTINGS)}"
     t = time.perf_counter()
-    conn.query(sql, params={"project_id": PROJECT, **Span.of([w]).sql_params()})
+    conn.query(sql, params={"project_ids": [PROJECT], **Span.of([w]).sql_params()})
     seconds = time.perf_counter() - t
     if parquet:
         import pyarrow.parquet as pq
@@ -115,7 +115,7 @@ def _xeroml(db: str, out: Path, compression: str, file_format: str = "jsonl", ta
     from xeroml_pipelines.export.stream import ExportStream
 
     ch = _clickhouse(db)
-    source = TableQuery(ch, table, "incremental", PROJECT)
+    source = TableQuery(ch, table, "incremental", (PROJECT,))
     stream = ExportStream("bench", PROJECT, table, "incremental", (_window(DAY),), source)
     t = time.perf_counter()
     (m,) = engine.export(LocalFolder(path=str(out)), Layout("", compression, "dated", file_format), stream, None)

@@ -40,7 +40,7 @@ window = Window(day.isoformat(), start, start + timedelta(days=1))
 t = time.perf_counter()
 rows = 0
 for table in ("traces", "observations", "scores", "sessions"):
-    stream = ExportStream("bench", "demo", table, "incremental", (window,), TableQuery(ch, table, "incremental", "demo"))
+    stream = ExportStream("bench", "demo", table, "incremental", (window,), TableQuery(ch, table, "incremental", ("demo",)))
     (m,) = engine.export(LocalFolder(path=out), Layout(""), stream, None)
     rows += m.rows
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows}))

@@ -36,7 +36,7 @@ def test_event_ts_skip_index_prunes_the_window(ch: ClickHouseResource) -> None:
     )
     ch.get_client().command(f"OPTIMIZE TABLE `{db}`.observations FINAL")
     sql = f"SELECT count() FROM `{db}`.observations WHERE {latest_in_window_filter(SOURCES['observations'], db, 'incremental')}"
-    params = {"project_id": "p1", "window_start": "2025-01-20 00:00:00", "window_end": "2025-01-21 00:00:00"}
+    params = {"project_ids": ["p1"], "window_start": "2025-01-20 00:00:00", "window_end": "2025-01-21 00:00:00"}
     plan = "\n".join(row[0] for row in ch.get_client().query("EXPLAIN indexes = 1 " + sql, parameters=params).result_rows)
     steps = _granules(plan)
     assert "event_ts_minmax" in plan
@@ -65,9 +65,9 @@ def test_latest_version_lookup_is_bounded_by_the_windows_own_records(ch: ClickHo
     )
     where = latest_in_window_filter(SOURCES["traces"], db, "incremental")
     lookup = where.split(" IN (", 1)[1].rsplit(")", 1)[0]  # the latest-version subquery
-    params = {"project_id": "p1", "window_start": "2025-01-01 00:00:00", "window_end": "2025-01-02 00:00:00"}
-    assert lookup.startswith("SELECT id, max(event_ts)")
+    params = {"project_ids": ["p1"], "window_start": "2025-01-01 00:00:00", "window_end": "2025-01-02 00:00:00"}
+    assert lookup.startswith("SELECT project_id, id, max(event_ts)")
     assert ch.scalar(f"SELECT count() FROM ({lookup})", params) == 1440  # the day's records, not 57,600
     assert ch.scalar(f"SELECT count() FROM `{db}`.traces WHERE {where}", params) == 1439  # t5 belongs to the 9th of February
-    last = {"project_id": "p1", "window_start": "2025-02-09 00:00:00", "window_end": "2025-02-10 00:00:00"}
+    last = {"project_ids": ["p1"], "window_start": "2025-02-09 00:00:00", "window_end": "2025-02-10 00:00:00"}
     assert ch.scalar(f"SELECT countIf(id = 't5') FROM `{db}`.traces WHERE {where}", last) == 1

@@ -13,7 +13,8 @@ def records_query(
 ) -> str:
     """The records of one window (range), in the file's line order.
 
-    Each row is `_window_index` (its partition), `_row_hash` (for the partition's fingerprint),
+    Each row is `_window_index` (its partition), `_project_index` (its project's position in the
+    `project_ids` parameter), `_row_hash` (for the partition's fingerprint),
     `_tombstone`, `_invalid_utf8`, then `_line`, the record's JSON line as ClickHouse writes it,
     or (`columns`) the record's typed columns (see `sql.lines.payload`). Columns in `exclude`
     are left out.

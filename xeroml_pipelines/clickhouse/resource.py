@@ -18,6 +18,7 @@ from urllib.parse import urlparse
 import clickhouse_connect
 import numpy as np
 import pyarrow as pa
+from clickhouse_connect.driver.binding import format_bind_value
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import ConfigurableResource
@@ -150,7 +151,7 @@ class ClickHouseResource(ConfigurableResource):
             conn = self._wait_for_engine(lambda: chdb.connect(self.chdb_path))
             result = None
             try:
-                result = conn.send_query(sql, "Arrow", params=parameters)
+                result = conn.send_query(sql, "Arrow", params=_chdb_parameters(parameters))
                 yield _chdb_batches(result)
             finally:
                 if result is not None:
@@ -179,3 +180,9 @@ def _chdb_batches(result: Any) -> Iterator[pa.RecordBatch]:
         reader = pa.ipc.open_file(pa.foreign_buffer(address, len(view), base=chunk))
         for i in range(reader.num_record_batches):
             yield reader.get_batch(i)
+
+
+def _chdb_parameters(parameters: dict[str, Any]) -> dict[str, Any]:
+    """chDB takes a parameter's value as ClickHouse text: an array as its literal, as the HTTP
+    client sends it."""
+    return {k: format_bind_value(v, None) if isinstance(v, list | tuple) else v for k, v in parameters.items()}

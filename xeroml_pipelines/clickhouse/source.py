@@ -1,4 +1,5 @@
-"""One table's export query for one project: the rows of consecutive windows as Arrow batches."""
+"""One table's export query for a set of projects (one, or a fleet shard's): the rows of
+consecutive windows as Arrow batches."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ class TableQuery:
     clickhouse: ClickHouseResource
     table: str
     mode: Mode
-    project_id: str
+    projects: tuple[str, ...]  # each row's `_project_index` is its project's position here
     exclude: frozenset[str] = frozenset()  # columns left out of the records
 
     def sql(self, shape: Shape) -> str:
@@ -43,10 +44,10 @@ class TableQuery:
             batches.close()  # ends the open query, if the consumer stopped early
 
     def _batches(self, span: Span, sql: str) -> Generator[pa.RecordBatch, None, None]:
-        what = f"{self.table} {span.label} (project {self.project_id!r})"
+        what = f"{self.table} {span.label} ({_projects(self.projects)})"
         rows: int | None = None
         try:
-            with self.clickhouse.stream_arrow(sql, {"project_id": self.project_id, **span.sql_params()}) as result:
+            with self.clickhouse.stream_arrow(sql, {"project_ids": list(self.projects), **span.sql_params()}) as result:
                 rows = 0
                 for batch in result:
                     rows += batch.num_rows
@@ -55,3 +56,9 @@ class TableQuery:
             raise  # already in our words (an unreachable server)
         except Exception as e:
             raise read_failure(what, e, rows) from e
+
+
+def _projects(projects: tuple[str, ...]) -> str:
+    if len(projects) == 1:
+        return f"project {projects[0]!r}"
+    return f"{len(projects)} projects"

@@ -45,7 +45,7 @@ def export(destination: Destination, layout: Layout, stream: ExportStream, run_i
                 prefetched(cut_by_partition(ahead, fmt.prepare)) as chunks,
             ):
                 for chunk in chunks:
-                    writer = writers.get(chunk.window_index)
+                    writer = writers.get(chunk.window_index) if chunk.project_index == 0 else None
                     if writer is None:
                         raise RuntimeError(
                             f"rows of window {chunk.window_index} arrived outside {group[0].partition}..{group[-1].partition} "

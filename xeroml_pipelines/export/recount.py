@@ -30,7 +30,7 @@ class Recount:
 
 def recount(clickhouse: ClickHouseResource, project_id: str, table: str, mode: Mode, windows: Sequence[Window]) -> list[Recount]:
     """One query for the whole span of `windows` (consecutive, one cadence)."""
-    params = {"project_id": project_id, **Span.of(windows).sql_params()}
+    params = {"project_ids": [project_id], **Span.of(windows).sql_params()}
     result = clickhouse.get_client().query(fingerprint_query(table, clickhouse.database, mode), parameters=params)
     by_index = {int(index): (int(rows), f"{int(fp):016x}") for index, rows, fp in result.result_rows}
     return [Recount(w.partition, *by_index.get(w.index, (0, EMPTY_FINGERPRINT))) for w in windows]

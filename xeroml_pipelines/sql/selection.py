@@ -15,6 +15,11 @@ from __future__ import annotations
 from xeroml_pipelines.sql.source_tables import SourceTable
 from xeroml_pipelines.windows import Mode
 
+# An export query reads a set of projects (one for a configured export, a shard's due projects
+# for the fleet); a record is its (project_id, id) and `_project_index` names its project.
+PROJECTS = "{project_ids:Array(String)}"
+IN_PROJECTS = f"project_id IN {PROJECTS}"
+# The late-data sensor's change windows are one project's.
 PROJECT = "{project_id:String}"
 WINDOW_START = "{window_start:DateTime64(3, 'UTC')}"
 WINDOW_END = "{window_end:DateTime64(3, 'UTC')}"
@@ -38,6 +43,11 @@ def window_index(column: str) -> str:
     return f"intDiv(toUnixTimestamp64Milli(`{column}`), {WINDOW_MS})"
 
 
+def project_index(column: str = "project_id") -> str:
+    """The position of a row's project in the query's list (a hash lookup, not a scan of it)."""
+    return f"transform(`{column}`, {PROJECTS}, range(toUInt32(length({PROJECTS}))), toUInt32(0))"
+
+
 def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> str:
     """WHERE clause selecting the latest version rows of the records that belong to the window."""
     t = qualified(database, table.name)
@@ -46,22 +56,25 @@ def latest_in_window_filter(table: SourceTable, database: str, mode: Mode) -> st
         # the window cannot be its latest: the latest versions are looked up for the window's own
         # ids, among versions from the window start on. Later history is read only as the `id`
         # and `event_ts` of those ids, so an old window costs what a recent one does.
-        candidates = f"SELECT id FROM {t} WHERE project_id = {PROJECT} AND {in_window('event_ts')}"
+        candidates = f"SELECT project_id, id FROM {t} WHERE {IN_PROJECTS} AND {in_window('event_ts')}"
         latest = (
-            f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND event_ts >= {WINDOW_START} "
-            f"AND id IN ({candidates}) GROUP BY id"
+            f"SELECT project_id, id, max(event_ts) FROM {t} WHERE {IN_PROJECTS} AND event_ts >= {WINDOW_START} "
+            f"AND (project_id, id) IN ({candidates}) GROUP BY project_id, id"
         )
     else:
-        candidates = f"SELECT id FROM {t} WHERE project_id = {PROJECT} AND {in_window(table.event_time)}"
-        latest = f"SELECT id, max(event_ts) FROM {t} WHERE project_id = {PROJECT} AND id IN ({candidates}) GROUP BY id"
-    return f"project_id = {PROJECT} AND {in_window(window_column(table, mode))} AND (id, event_ts) IN ({latest})"
+        candidates = f"SELECT project_id, id FROM {t} WHERE {IN_PROJECTS} AND {in_window(table.event_time)}"
+        latest = (
+            f"SELECT project_id, id, max(event_ts) FROM {t} WHERE {IN_PROJECTS} AND (project_id, id) IN ({candidates}) "
+            "GROUP BY project_id, id"
+        )
+    return f"{IN_PROJECTS} AND {in_window(window_column(table, mode))} AND (project_id, id, event_ts) IN ({latest})"
 
 
 def export_sort_key(table: SourceTable) -> tuple[str, ...]:
-    """The order of a file's lines: the table's sort key without project_id (fixed by the
-    export), then `is_deleted`, descending, so at equal key a tombstone sorts first and
-    LIMIT 1 BY keeps it."""
-    return (*table.order_by[1:], "is_deleted")
+    """The order of the lines: the table's sort key (its project first, so a query over several
+    projects gives each project's lines together), then `is_deleted`, descending, so at equal
+    key a tombstone sorts first and LIMIT 1 BY keeps it."""
+    return (*table.order_by, "is_deleted")
 
 
 # A part's name is partition_minblock_maxblock_level[_mutation]; partition ids have no "_".

@@ -11,7 +11,17 @@ empty metadata map).
 from __future__ import annotations
 
 from xeroml_pipelines.sql.lines import Shape, cleaned, invalid_utf8_count, payload, settings, valid_utf8
-from xeroml_pipelines.sql.selection import PROJECT, WINDOW_END, export_sort_key, in_window, new_rows, qualified, window_index
+from xeroml_pipelines.sql.selection import (
+    IN_PROJECTS,
+    PROJECT,
+    WINDOW_END,
+    export_sort_key,
+    in_window,
+    new_rows,
+    project_index,
+    qualified,
+    window_index,
+)
 from xeroml_pipelines.sql.source_tables import OBSERVATIONS, Column
 from xeroml_pipelines.tables.observations import METRICS
 from xeroml_pipelines.tables.spec import ExportedTable
@@ -32,15 +42,17 @@ _DESCRIPTIONS = {
     "trace_version": "the version of the observation's trace",
     "trace_metadata": "the metadata of the observation's trace",
 }
+_TRACE_KEY = "concat(`project_id`, '/', `trace_id`)"
 TRACE_COLUMNS = tuple(Column(name, type_, description=_DESCRIPTIONS.get(name)) for name, _, type_ in TRACE_ATTRIBUTES)
 
 
 def _lookup(index: int, name: str, type_: str) -> tuple[str, str, str]:
     """(the attribute as one value per trace, cleaned; the expression looking it up by an
     observation's trace_id; the exported column's name). A trace's tags and metadata travel as
-    JSON text: `transform` maps strings, numbers and times only."""
+    JSON text: `transform` maps strings, numbers and times only. A trace is its project and id
+    (`_TRACE_KEY`: a project id has no '/')."""
     cleaned_value = valid_utf8(f"_a{index}", type_) or f"`_a{index}`"
-    looked_up = f"transform(`trace_id`, _ids, arrayMap(r -> r.{index + 5}, _rows), {{}})"
+    looked_up = f"transform({_TRACE_KEY}, _ids, arrayMap(r -> r.{index + 5}, _rows), {{}})"
     if type_.startswith("Array"):
         return f"toJSONString({cleaned_value})", f"JSONExtract({looked_up.format(repr('[]'))}, 'Array(String)')", name
     if type_.startswith("Map"):
@@ -66,20 +78,23 @@ def enriched_query(database: str, mode: Mode, block_rows: int, exclude: frozense
     keys = export_sort_key(OBSERVATIONS)
     if mode == "incremental":
         candidates = (
-            f"SELECT id FROM {o} WHERE project_id = {PROJECT} AND {in_window('event_ts')} UNION DISTINCT "
-            f"SELECT id FROM {o} WHERE project_id = {PROJECT} AND trace_id IN "
-            f"(SELECT id FROM {t} WHERE project_id = {PROJECT} AND {in_window('event_ts')})"
+            f"SELECT project_id, id FROM {o} WHERE {IN_PROJECTS} AND {in_window('event_ts')} UNION DISTINCT "
+            f"SELECT project_id, id FROM {o} WHERE {IN_PROJECTS} AND (project_id, trace_id) IN "
+            f"(SELECT project_id, id FROM {t} WHERE {IN_PROJECTS} AND {in_window('event_ts')})"
         )
         window_column = "_version"
         # a record whose observation has a version after the window is in a later window
         before_end = f" AND event_ts < {WINDOW_END}"
     else:
-        candidates = f"SELECT id FROM {o} WHERE project_id = {PROJECT} AND {in_window(OBSERVATIONS.event_time)}"
+        candidates = f"SELECT project_id, id FROM {o} WHERE {IN_PROJECTS} AND {in_window(OBSERVATIONS.event_time)}"
         window_column = OBSERVATIONS.event_time
         before_end = ""
-    latest = f"SELECT id, max(event_ts) FROM {o} WHERE project_id = {PROJECT} AND id IN ({candidates}) GROUP BY id"
+    latest = (
+        f"SELECT project_id, id, max(event_ts) FROM {o} WHERE {IN_PROJECTS} AND (project_id, id) IN ({candidates}) "
+        "GROUP BY project_id, id"
+    )
     # the traces of every version of the candidates: a superset of their latest versions' traces
-    trace_ids = f"SELECT trace_id FROM {o} WHERE project_id = {PROJECT} AND id IN ({candidates})"
+    trace_ids = f"SELECT project_id, trace_id FROM {o} WHERE {IN_PROJECTS} AND (project_id, id) IN ({candidates})"
     picked = "".join(
         f"toNullable(`{column}`), " if type_.startswith("Nullable") else f"`{column}`, " for _, column, type_ in attributes
     )
@@ -91,9 +106,9 @@ def enriched_query(database: str, mode: Mode, block_rows: int, exclude: frozense
     derived = "".join(f",\n            {c.expression} AS `{c.name}`" for c in metrics)
     expressions, names = payload(shape, columns, OBSERVATIONS.tombstone_columns)
     key_names = [f"_k{i}" for i in range(len(keys))]
-    return f"""SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {names}
+    return f"""SELECT _window_index, _project_index, _row_hash, _tombstone, _invalid_utf8, {names}
 FROM (
-    SELECT _window_index, _row_hash, is_deleted AS _tombstone, _invalid_utf8, {", ".join(key_names)},
+    SELECT _window_index, _project_index, _row_hash, is_deleted AS _tombstone, _invalid_utf8, {", ".join(key_names)},
         {expressions}
     FROM (
         SELECT * EXCEPT (event_ts, is_deleted), _version AS event_ts, _deleted AS is_deleted,
@@ -102,6 +117,7 @@ FROM (
             SELECT
             greatest(`event_ts`, _t_version) AS _version,
             toUInt8(`is_deleted` OR _t_deleted) AS _deleted,
+            {project_index()} AS _project_index,
             cityHash64(`id`, `event_ts`, _t_version) AS _row_hash,
             {invalid_utf8_count(stored)} + _t_invalid AS _invalid_utf8,
             {", ".join(f"{k} AS _k{i}" for i, k in enumerate(keys))},
@@ -110,27 +126,27 @@ FROM (
                 WITH (
                     SELECT groupArray((_t_id, _t_version, _t_deleted, {invalid}{per_trace}))
                     FROM (
-                        SELECT id AS _t_id, max(event_ts) AS _t_version,
+                        SELECT concat(project_id, '/', id) AS _t_id, max(event_ts) AS _t_version,
                             argMax(({picked}is_deleted), (event_ts, is_deleted)) AS _t{unpacked},
                             _t.{len(attributes) + 1} AS _t_deleted
                         FROM {t}
-                        WHERE project_id = {PROJECT} AND id IN ({trace_ids})
-                        GROUP BY id
+                        WHERE {IN_PROJECTS} AND (project_id, id) IN ({trace_ids})
+                        GROUP BY project_id, id
                     )
                 ) AS _rows, arrayMap(r -> r.1, _rows) AS _ids
                 SELECT *,
-                    transform(`trace_id`, _ids, arrayMap(r -> r.2, _rows), toDateTime64(0, 3)) AS _t_version,
-                    transform(`trace_id`, _ids, arrayMap(r -> r.3, _rows), 0) AS _t_deleted,
-                    transform(`trace_id`, _ids, arrayMap(r -> r.4, _rows), 0) AS _t_invalid{looked_up}
+                    transform({_TRACE_KEY}, _ids, arrayMap(r -> r.2, _rows), toDateTime64(0, 3)) AS _t_version,
+                    transform({_TRACE_KEY}, _ids, arrayMap(r -> r.3, _rows), 0) AS _t_deleted,
+                    transform({_TRACE_KEY}, _ids, arrayMap(r -> r.4, _rows), 0) AS _t_invalid{looked_up}
                 FROM {o}
-                WHERE project_id = {PROJECT} AND (id, event_ts) IN ({latest}){before_end}
+                WHERE {IN_PROJECTS} AND (project_id, id, event_ts) IN ({latest}){before_end}
             )
         )
         WHERE {in_window(window_column)}
     )
 )
 ORDER BY {", ".join(key_names[:-1])}, {key_names[-1]} DESC
-LIMIT 1 BY _k{keys.index("id")}
+LIMIT 1 BY _k{keys.index("project_id")}, _k{keys.index("id")}
 {settings(block_rows)}"""
 
 

@@ -10,6 +10,7 @@ from xeroml_pipelines.sql.selection import (
     in_window,
     latest_in_window_filter,
     new_rows,
+    project_index,
     qualified,
     window_column,
     window_index,
@@ -48,13 +49,14 @@ def _query(table: SourceTable, computed: tuple[Computed, ...]) -> QueryBuilder:
         key_names = [f"_k{i}" for i in range(len(keys))]
         order = [*key_names[:-1], f"{key_names[-1]} DESC"]
         expressions, names = payload(shape, columns, table.tombstone_columns)
-        return f"""SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {names}
+        return f"""SELECT _window_index, _project_index, _row_hash, _tombstone, _invalid_utf8, {names}
 FROM (
-    SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
+    SELECT _window_index, _project_index, _row_hash, _tombstone, _invalid_utf8, {", ".join(key_names)},
         {expressions}
     FROM (
         SELECT
         {window_index(window_column(table, mode))} AS _window_index,
+        {project_index()} AS _project_index,
         cityHash64(`id`, `event_ts`) AS _row_hash,
         `is_deleted` AS _tombstone,
         {invalid_utf8_count(stored)} AS _invalid_utf8,
@@ -65,7 +67,7 @@ FROM (
     )
 )
 ORDER BY {", ".join(order)}
-LIMIT 1 BY _k{keys.index("id")}
+LIMIT 1 BY _k{keys.index("project_id")}, _k{keys.index("id")}
 {settings(block_rows)}"""
 
     return build

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from xeroml_pipelines.sql.lines import Shape, cleaned, invalid_utf8_count, payload, settings
 from xeroml_pipelines.sql.selection import (
+    IN_PROJECTS,
     PROJECT,
     in_window,
     latest_in_window_filter,
     new_rows,
+    project_index,
     qualified,
     window_column,
     window_index,
@@ -55,57 +57,60 @@ def sessions_query(database: str, mode: Mode, block_rows: int, exclude: frozense
     if mode == "incremental":
         # the sessions (as their traces' latest versions name them) of the observations with a
         # version in the window: two reads of the window's (trace_id, event_ts), by the skip index
-        observed = f"SELECT trace_id FROM {o} WHERE project_id = {PROJECT} AND {in_window('event_ts')}"
+        observed = f"SELECT project_id, trace_id FROM {o} WHERE {IN_PROJECTS} AND {in_window('event_ts')}"
         by_observation = f"""
     UNION DISTINCT
-    SELECT w._window_index, s.session_id FROM (
-        SELECT DISTINCT {window_index("event_ts")} AS _window_index, trace_id FROM {o}
-        WHERE project_id = {PROJECT} AND {in_window("event_ts")}
+    SELECT w._window_index, w.project_id, s.session_id FROM (
+        SELECT DISTINCT {window_index("event_ts")} AS _window_index, project_id, trace_id FROM {o}
+        WHERE {IN_PROJECTS} AND {in_window("event_ts")}
     ) AS w
     INNER JOIN (
-        SELECT id, argMax(session_id, (event_ts, is_deleted)) AS session_id FROM {t}
-        WHERE project_id = {PROJECT} AND id IN ({observed})
-        GROUP BY id
-    ) AS s ON s.id = w.trace_id
+        SELECT project_id, id, argMax(session_id, (event_ts, is_deleted)) AS session_id FROM {t}
+        WHERE {IN_PROJECTS} AND (project_id, id) IN ({observed})
+        GROUP BY project_id, id
+    ) AS s ON s.project_id = w.project_id AND s.id = w.trace_id
     WHERE s.session_id IS NOT NULL AND s.session_id != ''"""
     # Latest-version tie-break: greatest event_ts, then a delete over a live row.
     return f"""WITH
 window_sessions AS (
-    SELECT DISTINCT {window_index(window_column(TRACES, mode))} AS _window_index, session_id FROM {t}
+    SELECT DISTINCT {window_index(window_column(TRACES, mode))} AS _window_index, project_id, session_id FROM {t}
     WHERE {latest_in_window_filter(TRACES, database, mode)} AND session_id IS NOT NULL AND session_id != ''{by_observation}
 ),
 session_traces AS (
     SELECT
-        id AS trace_id,
+        project_id, id AS trace_id,
         v.1 AS session_id, v.2 AS deleted, v.3 AS ts, v.4 AS user_id, v.5 AS environment, v.6 AS tags,
         version
     FROM (
-        SELECT id,
+        SELECT project_id, id,
             argMax((session_id, is_deleted, timestamp, user_id, environment, tags), (event_ts, is_deleted)) AS v,
             max(event_ts) AS version
         FROM {t}
-        WHERE project_id = {PROJECT}
-          AND id IN (SELECT id FROM {t} WHERE project_id = {PROJECT} AND session_id IN (SELECT session_id FROM window_sessions))
-        GROUP BY id
-        HAVING v.1 IN (SELECT session_id FROM window_sessions)
+        WHERE {IN_PROJECTS} AND (project_id, id) IN (
+            SELECT project_id, id FROM {t}
+            WHERE {IN_PROJECTS} AND (project_id, session_id) IN (SELECT project_id, session_id FROM window_sessions)
+        )
+        GROUP BY project_id, id
+        HAVING (project_id, v.1) IN (SELECT project_id, session_id FROM window_sessions)
     )
 ),
 trace_costs AS (
-    SELECT v.1 AS trace_id, sumIf(v.3, v.2 = 0) AS cost, sumMapIf(v.4, v.2 = 0) AS usage, max(version) AS obs_version
+    SELECT project_id, v.1 AS trace_id, sumIf(v.3, v.2 = 0) AS cost, sumMapIf(v.4, v.2 = 0) AS usage,
+        max(version) AS obs_version
     FROM (
-        SELECT id,
+        SELECT project_id, id,
             argMax((trace_id, is_deleted, ifNull(total_cost, 0), usage_details), (event_ts, is_deleted)) AS v,
             max(event_ts) AS version
         FROM {o}
-        WHERE project_id = {PROJECT} AND trace_id IN (SELECT trace_id FROM session_traces WHERE deleted = 0)
-        GROUP BY id
-        HAVING v.1 IN (SELECT trace_id FROM session_traces WHERE deleted = 0)
+        WHERE {IN_PROJECTS} AND (project_id, trace_id) IN (SELECT project_id, trace_id FROM session_traces WHERE deleted = 0)
+        GROUP BY project_id, id
+        HAVING (project_id, v.1) IN (SELECT project_id, trace_id FROM session_traces WHERE deleted = 0)
     )
-    GROUP BY trace_id
+    GROUP BY project_id, trace_id
 ),
 sessions AS (
     SELECT
-        session_id,
+        project_id, session_id,
         arraySort(groupUniqArrayIf(environment, deleted = 0)) AS environments,
         arraySort(groupUniqArrayIf(assumeNotNull(user_id), deleted = 0 AND user_id IS NOT NULL)) AS user_ids,
         minIf(ts, deleted = 0) AS first_trace_at,
@@ -116,15 +121,15 @@ sessions AS (
         toFloat64(sumIf(cost, deleted = 0)) AS total_cost,
         sumMapIf(usage, deleted = 0 AND length(mapKeys(usage)) > 0) AS usage_details,
         greatest(max(version), max(obs_version)) AS event_ts
-    FROM session_traces LEFT JOIN trace_costs USING (trace_id)
-    GROUP BY session_id
+    FROM session_traces LEFT JOIN trace_costs USING (project_id, trace_id)
+    GROUP BY project_id, session_id
 ),
 session_rows AS (
     SELECT
         w._window_index AS _window_index,
         cityHash64(s.session_id, s.event_ts) AS _row_hash,
         s.session_id AS id,
-        {PROJECT} AS project_id,
+        s.project_id AS project_id,
         s.environments AS environments,
         s.user_ids AS user_ids,
         s.first_trace_at AS first_trace_at,
@@ -136,16 +141,17 @@ session_rows AS (
         s.usage_details AS usage_details,
         s.event_ts AS event_ts,
         toUInt8(s.trace_count = 0) AS is_deleted
-    FROM window_sessions AS w INNER JOIN sessions AS s ON w.session_id = s.session_id
+    FROM window_sessions AS w INNER JOIN sessions AS s ON w.project_id = s.project_id AND w.session_id = s.session_id
 ),
 cleaned_rows AS (
-    SELECT _window_index, _row_hash, is_deleted AS _tombstone, {invalid_utf8_count(columns)} AS _invalid_utf8,
+    SELECT _window_index, {project_index()} AS _project_index, _row_hash, is_deleted AS _tombstone,
+        {invalid_utf8_count(columns)} AS _invalid_utf8,
         {cleaned(columns)}
     FROM session_rows
 )
-SELECT _window_index, _row_hash, _tombstone, _invalid_utf8, {expressions}
+SELECT _window_index, _project_index, _row_hash, _tombstone, _invalid_utf8, {expressions}
 FROM cleaned_rows
-ORDER BY _window_index, id
+ORDER BY _project_index, _window_index, id
 {settings(block_rows)}, join_use_nulls = 0"""
 
 

@@ -87,7 +87,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
             table=table,
             mode=export.mode,
             windows=windows,
-            source=TableQuery(clickhouse, table, export.mode, export.project_id, export.excluded(table)),
+            source=TableQuery(clickhouse, table, export.mode, (export.project_id,), export.excluded(table)),
             exclude=export.excluded(table),
         )
 
