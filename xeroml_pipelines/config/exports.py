@@ -6,9 +6,8 @@ import os
 from collections.abc import Collection
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field, ValidationInfo, WithJsonSchema, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from xeroml_pipelines.clickhouse.resource import (
     CaCertFile,
@@ -18,13 +17,14 @@ from xeroml_pipelines.clickhouse.resource import (
     ReadTimeout,
     VerifyTls,
 )
-from xeroml_pipelines.config.base import Strict
+from xeroml_pipelines.config.base import Strict, TableName
 from xeroml_pipelines.config.destinations import Destination, env
+from xeroml_pipelines.config.fleet import FleetConfig
 from xeroml_pipelines.config.warehouses import WarehouseConfig
 from xeroml_pipelines.export.formats import Codec, FileFormat
 from xeroml_pipelines.export.layout import Layout, LayoutStyle
 from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
-from xeroml_pipelines.tables import DEFAULT_TABLES, TABLES, exported_table
+from xeroml_pipelines.tables import DEFAULT_TABLES, exported_table
 from xeroml_pipelines.windows import Cadence, Mode
 
 
@@ -59,13 +59,6 @@ class ClickHouseConfig(Strict):
             ca_cert_file=self.ca_cert_file,
             verify_tls=self.verify_tls,
         )
-
-
-def _known_table(name: str) -> str:
-    return exported_table(name).name
-
-
-TableName = Annotated[str, AfterValidator(_known_table), WithJsonSchema({"type": "string", "enum": list(TABLES)})]
 
 
 class ExportConfig(Strict):
@@ -236,8 +229,9 @@ class AlertsConfig(Strict):
 
 class XeroMLConfig(Strict):
     clickhouse: ClickHouseConfig
-    exports: tuple[ExportConfig, ...]
-    alerts: AlertsConfig | None = Field(default=None, description="Where freshness alerts are posted")
+    exports: tuple[ExportConfig, ...] = ()
+    fleet: FleetConfig | None = Field(default=None, description="Runs every export registered with `xeroml destinations`")
+    alerts: AlertsConfig | None = Field(default=None, description="Where freshness and fleet alerts are posted")
 
     def missing_secrets(self, export_names: Collection[str] | None = None) -> list[str]:
         """Each `*_env` field (of ClickHouse, the alerts and the exports named) whose environment
@@ -266,8 +260,8 @@ class XeroMLConfig(Strict):
 
     @model_validator(mode="after")
     def _distinct(self) -> XeroMLConfig:
-        if not self.exports:
-            raise ValueError("declare at least one export")
+        if not self.exports and not self.fleet:
+            raise ValueError("declare at least one export, or the fleet (fleet: {start_date: ...})")
         names = [e.name for e in self.exports]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:

@@ -15,6 +15,10 @@ from xeroml_pipelines.defs.export.checks import build_export_checks
 from xeroml_pipelines.defs.export.schedules import build_export_schedule, build_verify_schedule, export_job
 from xeroml_pipelines.defs.export.sensors import build_late_data_sensor
 from xeroml_pipelines.defs.export.verify import verify_job
+from xeroml_pipelines.defs.fleet.assets import build_fleet_assets
+from xeroml_pipelines.defs.fleet.resources import REGISTRY_KEY, SCOPE_KEY, FleetScope, RegistryResource
+from xeroml_pipelines.defs.fleet.schedules import build_fleet_schedule, fleet_job
+from xeroml_pipelines.defs.fleet.sensors import build_catch_up_sensor
 from xeroml_pipelines.defs.keys import destination_key, io_manager_key, warehouse_key
 from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
 from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor, load_job
@@ -44,20 +48,30 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
     resources: dict[str, Any] = {"clickhouse": clickhouse, **{k: v for e in config.exports for k, v in _resources(e).items()}}
     alerts = []
     if config.alerts:
-        alerts.append(build_freshness_alert_sensor(config))
+        if config.exports:
+            alerts.append(build_freshness_alert_sensor(config))
         resources[ALERT_WEBHOOK_KEY] = SlackWebhook(url=EnvVar(config.alerts.webhook_url_env))
+    fleet = config.fleet
+    fleet_jobs = {c: fleet_job(fleet, c) for c in fleet.cadences} if fleet else {}
+    if fleet:
+        resources |= {REGISTRY_KEY: RegistryResource(), SCOPE_KEY: FleetScope()}
     return Definitions(
-        jobs=[*jobs.values(), *verify_jobs.values(), *load_jobs.values()],
+        jobs=[*jobs.values(), *verify_jobs.values(), *load_jobs.values(), *fleet_jobs.values()],
         schedules=[
             *(build_export_schedule(e, jobs[e.name]) for e in config.exports),
             *(build_verify_schedule(e, verify_jobs[e.name]) for e in config.exports if e.verify_cron),
+            *(build_fleet_schedule(fleet, c, job) for c, job in fleet_jobs.items() if fleet),
         ],
-        assets=[a for e in config.exports for a in (*build_export_assets(e), *build_warehouse_assets(e))],
+        assets=[
+            *(a for e in config.exports for a in (*build_export_assets(e), *build_warehouse_assets(e))),
+            *(build_fleet_assets(fleet, alerts=config.alerts is not None) if fleet else ()),
+        ],
         asset_checks=[c for e in config.exports for c in build_export_checks(e)],
         sensors=[
             *(build_load_sensor(e, load_jobs[e.name]) for e in config.exports if e.warehouse),
             *(build_late_data_sensor(e) for e in config.exports if e.recheck_days),
             *alerts,
+            *([build_catch_up_sensor(fleet, list(fleet_jobs.values()))] if fleet else []),
         ],
         resources=resources,
         # chDB locks its directory to one process: on the embedded engine every step of a run

@@ -25,7 +25,9 @@ from sqlalchemy import (
     Table,
     Text,
     create_engine,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.exc import OperationalError
 
@@ -48,10 +50,26 @@ EXPORTS = Table(
     Column("secrets", Text),  # Fernet token of {name: value}, or NULL
     Column("enabled", Boolean, nullable=False, default=True),
     Column("disabled_reason", Text),
+    # who disabled it: "owner" (`xeroml destinations disable`) or "platform" (its destination kept
+    # refusing); only the platform's are caught up when enabled again
+    Column("disabled_by", String(16)),
     Column("consecutive_failures", Integer, nullable=False, default=0),
     Column("last_error", Text),
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+# The windows a registered export missed (its destination failed, or the platform had disabled
+# it): what the catch-up sensor exports again, oldest first. A row goes when its window is written.
+MISSED = Table(
+    "xeroml_export_missed",
+    _metadata,
+    Column("name", String(64), primary_key=True),
+    Column("table_name", String(64), primary_key=True),
+    Column("partition", String(32), primary_key=True),
+    Column("cadence", String(16), nullable=False),
+    Column("error", Text),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("retry_at", DateTime(timezone=True), nullable=False, index=True),
 )
 
 
@@ -68,6 +86,7 @@ class Registered:
 
     entry: Entry
     disabled_reason: str | None
+    disabled_by: str | None
     consecutive_failures: int
     last_error: str | None
     updated_at: datetime
@@ -88,7 +107,15 @@ class Registry:
         """Creates the table if it is missing (idempotent)."""
         with self._errors():
             _metadata.create_all(self._engine)
+            columns = {c["name"] for c in inspect(self._engine).get_columns(EXPORTS.name)}
+            if "disabled_by" not in columns:  # a registry made before the column was
+                with self._engine.begin() as conn:
+                    conn.execute(text(f"ALTER TABLE {EXPORTS.name} ADD COLUMN disabled_by VARCHAR(16)"))
         return self
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
 
     def close(self) -> None:
         self._engine.dispose()
@@ -148,12 +175,21 @@ class Registry:
         return [_registered(r) for r in rows]
 
     def set_enabled(self, name: str, enabled: bool, reason: str | None = None) -> None:
-        self._update(name, enabled=enabled, disabled_reason=None if enabled else reason, consecutive_failures=0)
+        """By the entry's owner. Enabling it keeps the windows the platform recorded as missed:
+        the catch-up sensor exports them."""
+        self._update(
+            name,
+            enabled=enabled,
+            disabled_reason=None if enabled else reason,
+            disabled_by=None if enabled else "owner",
+            consecutive_failures=0,
+        )
 
     def remove(self, name: str) -> None:
         self.get(name)
         with self._errors(), self._engine.begin() as conn:
             conn.execute(EXPORTS.delete().where(EXPORTS.c.name == name))
+            conn.execute(MISSED.delete().where(MISSED.c.name == name))
 
     def open_secrets(self, name: str, keyring: Keyring | None = None) -> dict[str, str]:
         """The entry's stored credentials, for a run or a probe: never printed nor logged."""
@@ -180,4 +216,6 @@ class Registry:
 def _registered(row: RowMapping) -> Registered:
     names = tuple(json.loads(row["secret_names"]))
     entry = from_stored(json.loads(row["spec"]), bool(row["enabled"]), names, row["name"])
-    return Registered(entry, row["disabled_reason"], row["consecutive_failures"], row["last_error"], row["updated_at"])
+    return Registered(
+        entry, row["disabled_reason"], row["disabled_by"], row["consecutive_failures"], row["last_error"], row["updated_at"]
+    )
