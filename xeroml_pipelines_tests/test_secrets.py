@@ -157,3 +157,79 @@ def test_no_secret_in_event_logs_metadata_logs_exceptions_or_objects(
             assert secret.encode() not in data, f"{what} found in {path}"
         for key, data in objects.items():
             assert secret.encode() not in data, f"{what} found in object {key}"
+
+
+def test_no_stored_credential_in_fleet_runs_metadata_logs_or_registry(
+    request, ch, tmp_path: Path, monkeypatch, caplog, capfd
+) -> None:
+    """Registered exports' credentials, stored encrypted: after a fleet run that used one (S3)
+    and was refused with another (a forged SAS token), none is in the instance, the run's
+    metadata and errors, the logs, the registry's bytes or the objects."""
+    from xeroml_pipelines.defs.fleet.keys import fleet_asset_key
+    from xeroml_pipelines.registry.entries import parse_entry
+    from xeroml_pipelines.registry.keyring import new_key
+    from xeroml_pipelines.registry.store import Registry
+
+    generate(ch, DemoSpec(start=date(2025, 1, 13), days=1, traces_per_day=20, projects=("acme", "globex")))
+    s3 = make_provider("s3", request, tmp_path)
+    azure = make_provider("azure", request, tmp_path)
+    aws_secret = "aws-" + secrets.token_hex(16)
+    forged_sas = _sas(azure.container, "Zm9yZ2VkLWtleS0" + secrets.token_hex(16) + "==")
+    monkeypatch.setenv("XEROML_REGISTRY_KEYS", new_key())
+    monkeypatch.setenv("XEROML_ALLOW_ENDPOINTS", "127.0.0.1")
+    registry_file = tmp_path / "registry.sqlite"
+    monkeypatch.setenv("XEROML_REGISTRY_URL", f"sqlite:///{registry_file}")
+    s3_destination = {k: v for k, v in s3.destination().items() if not k.endswith("_env")}
+    entries = [
+        {
+            "name": "acme",
+            "project_id": "acme",
+            "start_date": DAY,
+            "destination": s3_destination,
+            "secrets": {"access_key_id": "AKIA" + secrets.token_hex(8).upper(), "secret_access_key": aws_secret},
+        },
+        {
+            "name": "globex",
+            "project_id": "globex",
+            "start_date": DAY,
+            "destination": {
+                "provider": "azure",
+                "container": azure.container,
+                "account_url": f"{azure.endpoint}/{AZURITE_ACCOUNT}",
+                "max_retries": 0,
+            },
+            "secrets": {"sas_token": forged_sas},
+        },
+    ]
+    registry = Registry().create()
+    registry.put([parse_entry(e, e["name"]) for e in entries])
+    registry.close()
+    caplog.set_level(logging.DEBUG)
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    config = XeroMLConfig.model_validate(
+        {"clickhouse": {"url": ch.url, "database": ch.database}, "fleet": {"start_date": DAY, "retries": 0}}
+    )
+    defs = build_definitions(config)
+    with DagsterInstance.local_temp(str(home)) as instance:
+        asset = defs.get_assets_def(fleet_asset_key("daily", 0, "traces"))
+        assert materialize([asset], partition_key=DAY, resources=defs.resources, instance=instance).success
+        events = [json.dumps(str(entry)) for run in instance.get_runs() for entry in instance.all_logs(run.run_id)]
+    text = "\n".join(events)
+    assert "bad credentials" in text and azure.container in text  # the refusal is reported, in our words
+    objects = {k: s3.get(k) for k in s3.keys()} | {k: azure.get(k) for k in azure.keys()}  # noqa: SIM118 - a store's own listing
+    assert f"xeroml-export/traces/{DAY}.jsonl" in objects
+    captured = capfd.readouterr()
+    haystacks = {
+        "event log": text,
+        "log records": "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records),
+        "stdout/stderr": captured.out + captured.err,
+    }
+    stored = {p: p.read_bytes() for p in [*home.rglob("*"), registry_file] if p.is_file()}
+    for what, secret in {"aws secret key": aws_secret, "sas signature": forged_sas.split("sig=")[1].split("&")[0]}.items():
+        for where, haystack in haystacks.items():
+            assert secret not in haystack, f"{what} found in {where}"
+        for path, data in stored.items():
+            assert secret.encode() not in data, f"{what} found in {path}"
+        for key, data in objects.items():
+            assert secret.encode() not in (data or b""), f"{what} found in object {key}"

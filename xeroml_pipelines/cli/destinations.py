@@ -63,6 +63,10 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 0
 
 
+# missed windows `show` lists; the rest are counted
+_SHOWN = 20
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     registered = _registry(args).all()
     if not registered:
@@ -84,15 +88,31 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import yaml
 
-    r = _registry(args).get(args.name)
+    from xeroml_pipelines.registry.runs import missed_of
+
+    registry = _registry(args)
+    r = registry.get(args.name)
     item = r.entry.export.model_dump(mode="json", exclude_none=True)
     print(yaml.safe_dump(item, sort_keys=False).rstrip())
     for name in r.entry.secret_names:
         print(f"stored credential: {name} (encrypted)")
-    print(f"state: {'enabled' if r.entry.enabled else 'disabled'}" + (f" ({r.disabled_reason})" if r.disabled_reason else ""))
-    print(f"consecutive failures: {r.consecutive_failures}")
+    if r.entry.enabled:
+        state = "enabled"
+    else:
+        state = "disabled by the platform" if r.disabled_by == "platform" else "disabled by its owner"
+    print(f"state: {state}" + (f" ({r.disabled_reason})" if r.disabled_reason else ""))
+    print(f"consecutive refused runs: {r.consecutive_failures}")
     if r.last_error:
         print(f"last error: {r.last_error}")
+    missed = missed_of(registry, args.name)
+    for m in missed[:_SHOWN]:
+        print(f"missed: {m.table} {m.partition} ({m.attempts} attempt(s): {m.error})")
+    if len(missed) > _SHOWN:
+        print(f"missed: ... and {len(missed) - _SHOWN} more window(s)")
+    if missed and r.entry.enabled:
+        print("missed windows are exported again by the fleet's catch-up sensor, oldest first")
+    elif missed:
+        print("enable it (`xeroml destinations enable`) once its destination is fixed: its missed windows are caught up")
     return 0
 
 

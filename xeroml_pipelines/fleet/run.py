@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
@@ -18,7 +19,7 @@ from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.fleet.targets import QueryGroup, open_targets, query_groups, window_span
 from xeroml_pipelines.registry.keyring import Keyring
 from xeroml_pipelines.registry.runs import RunRecord, Selection
-from xeroml_pipelines.registry.store import Registry
+from xeroml_pipelines.registry.store import Registered, Registry
 from xeroml_pipelines.windows import Cadence, Window
 
 Log = Callable[[str], None]
@@ -52,7 +53,23 @@ def run_fleet(
     keyring: Keyring | None = None,
 ) -> FleetRun:
     entries = selection.exporting
-    targets, refused = open_targets(registry, entries, cadence, keyring)
+    with ExitStack() as opened:
+        targets, refused = open_targets(registry, entries, cadence, keyring, opened)
+        return _run(clickhouse, entries, targets, refused, tables, windows, cadence, fleet, run_id, log)
+
+
+def _run(
+    clickhouse: ClickHouseResource,
+    entries: Sequence[Registered],
+    targets: dict[str, Target],
+    refused: dict[str, ExportError],
+    tables: Sequence[str],
+    windows: Sequence[Window],
+    cadence: Cadence,
+    fleet: FleetConfig,
+    run_id: str | None,
+    log: Log,
+) -> FleetRun:
     records = {r.name: RunRecord() for r in entries}
     run = FleetRun(records, {(t, w.partition): WindowReport() for t in tables for w in windows})
     for table in tables:

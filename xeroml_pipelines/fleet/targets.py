@@ -5,8 +5,11 @@ query can serve (the same mode, file format and columns)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+
+from dagster import DagsterError
 
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.errors import ConfigError, ExportError
@@ -38,10 +41,11 @@ def window_index(day: date, cadence: Cadence) -> int:
 
 
 def open_targets(
-    registry: Registry, entries: Sequence[Registered], cadence: Cadence, keyring: Keyring | None
+    registry: Registry, entries: Sequence[Registered], cadence: Cadence, keyring: Keyring | None, opened: ExitStack
 ) -> tuple[dict[str, Target], dict[str, ExportError]]:
-    """A target per entry, or why it cannot have one: a stored endpoint that now resolves inside
-    the platform, or credentials that no longer open, is that entry's refusal, not the run's."""
+    """A target per entry, its destination open until `opened` closes; or why it cannot have
+    one: a stored endpoint that now resolves inside the platform, credentials that no longer
+    open or a credential's environment variable unset, is that entry's refusal, not the run's."""
     targets: dict[str, Target] = {}
     refused: dict[str, ExportError] = {}
     for registered in entries:
@@ -49,9 +53,10 @@ def open_targets(
         try:
             secrets = registry.open_secrets(registered.name, keyring) if registered.entry.secret_names else {}
             check_destination(export, secrets)
-            destination = export.destination.resource(secrets=secrets)
-        except ConfigError as e:
-            refused[registered.name] = ExportError(f"{registered.name}: {e}", permanent=True)
+            resource = export.destination.resource(secrets=secrets)
+            destination = opened.enter_context(resource.process_config_and_initialize_cm())
+        except (ConfigError, DagsterError) as e:
+            refused[registered.name] = ExportError(f"{registered.name}: {_first_line(e)}", permanent=True)
             continue
         targets[registered.name] = target(registered, cadence, destination)
     return targets, refused
@@ -80,3 +85,8 @@ def query_groups(table: str, entries: Sequence[Registered], targets: dict[str, T
             groups.setdefault(key, []).append(targets[registered.name])
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], sorted(kv[0][2])))
     return [QueryGroup(mode, fmt, exclude, tuple(found)) for (mode, fmt, exclude), found in ordered]
+
+
+def _first_line(error: Exception) -> str:
+    # Dagster's configuration errors run to several lines; the first names the field
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
