@@ -76,7 +76,7 @@ def test_cli_manages_entries_and_never_shows_a_credential(tmp_path: Path) -> Non
     assert not any((tmp_path / "out").rglob("*.*")), "the probe is removed"
     runs.append(_cli(tmp_path, "disable", "globex", "--reason", "bucket gone"))
     runs.append(_cli(tmp_path, "show", "globex"))
-    assert "state: disabled (bucket gone)" in runs[-1].stdout
+    assert "state: disabled by its owner (bucket gone)" in runs[-1].stdout
     runs.append(_cli(tmp_path, "enable", "globex"))
     runs.append(_cli(tmp_path, "remove", "acme"))
     runs.append(_cli(tmp_path, "list"))
