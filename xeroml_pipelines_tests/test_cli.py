@@ -195,3 +195,43 @@ def test_one_projects_exports_by_project(seeded: Path, tmp_path: Path) -> None:
     assert "no export is both among --export other and of project demo" in _plain(
         _xeroml(seeded, config, "verify", "--project", "demo", "--export", "other"), 2
     )
+
+
+def test_a_registered_project_is_backfilled_and_verified_alone(
+    seeded: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--project` of a registered export runs the fleet job for that project only (as a backfill
+    from the UI does with the project as run configuration) and verifies its destination."""
+    monkeypatch.setenv("XEROML_REGISTRY_URL", f"sqlite:///{tmp_path / 'registry.sqlite'}")
+    folder = tmp_path.name  # registered folders are relative to the working directory: `seeded`
+    entries = [
+        {"name": p, "project_id": p, "start_date": "2025-01-13", "destination": {"provider": "local", "path": f"{folder}/{p}"}}
+        for p in ("acme", "globex")
+    ]
+    (tmp_path / "entries.yaml").write_text(yaml.safe_dump(entries))
+    assert _xeroml(seeded, None, "destinations", "import", str(tmp_path / "entries.yaml")).returncode == 0
+    config = tmp_path / "fleet.yaml"
+    main = {
+        "name": "main",
+        "project_id": "demo",
+        "start_date": "2025-01-13",
+        "destination": {"provider": "local", "path": str(tmp_path / "main")},
+    }
+    config.write_text(
+        yaml.safe_dump(
+            {"clickhouse": {"url": f"chdb://{seeded / 'db'}"}, "exports": [main], "fleet": {"start_date": "2025-01-01"}}
+        )
+    )
+    done = _xeroml(seeded, config, "export", "2025-01-13", DAY, "--project", "acme")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [line.split(":")[0] for line in done.stdout.splitlines()[:2]] == ["acme 2025-01-13", f"acme {DAY}"]
+    assert "ok traces=" in done.stdout.splitlines()[0]
+    out = seeded / folder
+    assert (out / "acme" / "traces" / f"{DAY}.jsonl").exists() and not (out / "globex").exists()
+    assert not (tmp_path / "main").exists()
+    done = _xeroml(seeded, config, "verify", "--project", "acme")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "acme/traces: 2 manifests, 2 objects: ok" in done.stdout
+    assert "no configured or registered export of project 'nope'" in _plain(
+        _xeroml(seeded, config, "export", DAY, "--project", "nope"), 2
+    )

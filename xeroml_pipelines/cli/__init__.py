@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import date, timedelta
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from xeroml_pipelines.cli.export import UsageError, by_project, run_exports
+
+if TYPE_CHECKING:
+    from xeroml_pipelines.config import XeroMLConfig
+    from xeroml_pipelines.registry.store import Registered
 
 
 def _seed(args: argparse.Namespace, first: date) -> tuple[date, date]:
@@ -65,8 +69,29 @@ def cmd_export(args: argparse.Namespace) -> int:
     from xeroml_pipelines.config import load_config
 
     config = load_config()
-    names = by_project(config, args.export, args.project)
-    return 1 if run_exports(config, names, args.start, args.end or args.start, args.verbose) else 0
+    configured, registered = _split_projects(config, args.project)
+    failures = 0
+    if registered:
+        from xeroml_pipelines.cli.fleet import run_registered
+
+        failures += run_registered(config, registered, args.start, args.end or args.start, args.verbose)
+    if configured or not args.project:
+        names = by_project(config, args.export, configured)
+        failures += run_exports(config, names, args.start, args.end or args.start, args.verbose)
+    return 1 if failures else 0
+
+
+def _split_projects(config: XeroMLConfig, projects: list[str] | None) -> tuple[list[str], list[Registered]]:
+    """`--project` values: the configured exports' projects, and the registered exports of the
+    others (looked up only when some are not configured)."""
+    known = {e.project_id for e in config.exports}
+    configured = [p for p in projects or [] if p in known]
+    others = [p for p in projects or [] if p not in known]
+    if not others:
+        return configured, []
+    from xeroml_pipelines.cli.fleet import registered
+
+    return configured, registered(others)
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
@@ -77,12 +102,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     known = [e.name for e in config.exports]
     if unknown := [n for n in args.export or [] if n not in known]:
         raise UsageError(f"no export named {', '.join(map(repr, unknown))}; the configuration has: {', '.join(known)}")
-    names = by_project(config, args.export, args.project)
+    configured, registered = _split_projects(config, args.project)
+    problems = 0
+    if registered:
+        from xeroml_pipelines.cli.fleet import verify_registered
+
+        problems += verify_registered(registered, args.deep)
+        if not configured:
+            return 1 if problems else 0
+    names = by_project(config, args.export, configured)
     # verify reads the destinations only: ClickHouse's secret is not needed
     missing = [m for m in config.missing_secrets(names) if "(exports." in m]
     if missing:
         raise UsageError(f"secrets missing from the environment (unset or empty): {', '.join(missing)}; set them and re-run")
-    problems = 0
     for export in config.exports:
         if names and export.name not in names:
             continue

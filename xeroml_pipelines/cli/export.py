@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from xeroml_pipelines.config import ExportConfig, XeroMLConfig
 
 # One summary line per partition here; the full event log stays in the Dagster instance.
-_QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 # The tags a backfill gives a run of a partition range (Dagster's documented run tags).
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
@@ -130,7 +130,7 @@ class Commits:
         return found
 
 
-def _failure(result: Any, verbose: bool) -> str:
+def failure_line(result: Any, verbose: bool) -> str:
     """The one line that says why a run failed (its stack trace with `verbose`)."""
     for event in result.get_step_failure_events():
         error = event.step_failure_data.error
@@ -199,7 +199,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
 
     def run(job_name: str) -> Any:
         job = defs.resolve_job_def(job_name)
-        return job.execute_in_process(instance=instance, tags=tags, run_config=_QUIET, raise_on_error=False)
+        return job.execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
 
     result = _on_worker(lambda: run(export_job_name(export)), report)
     for evaluation in result.get_asset_check_evaluations():
@@ -208,7 +208,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
             print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
     if not result.success:
         # a failed run may still have committed its earlier partitions (README: range runs)
-        cause = _failure(result, verbose)
+        cause = failure_line(result, verbose)
         for key in group:
             if len(exported[key]) < len(export.tables):
                 progress.done += 1
@@ -217,7 +217,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
     if export.warehouse:
         loaded = run(load_job_name(export))
         if not loaded.success:
-            print(f"{export.name} {group[0]} .. {group[-1]}: load FAILED: {_failure(loaded, verbose)}", flush=True)
+            print(f"{export.name} {group[0]} .. {group[-1]}: load FAILED: {failure_line(loaded, verbose)}", flush=True)
             return False
     return True
 
