@@ -87,11 +87,11 @@ def _split_projects(config: XeroMLConfig, projects: list[str] | None) -> tuple[l
     known = {e.project_id for e in config.exports}
     configured = [p for p in projects or [] if p in known]
     others = [p for p in projects or [] if p not in known]
-    if not others:
-        return configured, []
+    if not others or config.fleet is None:  # without the fleet, `by_project` names the mistake
+        return list(projects or []), []
     from xeroml_pipelines.cli.fleet import registered
 
-    return configured, registered(others)
+    return configured, registered(others, sorted(known))
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

@@ -16,12 +16,12 @@ if TYPE_CHECKING:
     from xeroml_pipelines.registry.store import Registered
 
 
-def registered(projects: list[str]) -> list[Registered]:
+def registered(projects: list[str], configured: list[str]) -> list[Registered]:
     """The registered exports of `projects` (project ids or export names); an unknown one is a
     `UsageError`."""
     from xeroml_pipelines.registry.store import Registry
 
-    registry = Registry()
+    registry = Registry().create()
     try:
         entries = registry.all()
     finally:
@@ -29,7 +29,10 @@ def registered(projects: list[str]) -> list[Registered]:
     found = [r for r in entries if r.name in projects or r.entry.export.project_id in projects]
     known = {r.name for r in found} | {r.entry.export.project_id for r in found}
     if unknown := [p for p in projects if p not in known]:
-        raise UsageError(f"no configured or registered export of project {', '.join(map(repr, unknown))}")
+        raise UsageError(
+            f"no configured or registered export of project {', '.join(map(repr, unknown))} "
+            f"(configured: {', '.join(configured) or 'none'}; registered: `xeroml destinations list`)"
+        )
     return found
 
 
