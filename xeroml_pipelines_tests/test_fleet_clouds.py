@@ -35,6 +35,7 @@ DAY = "2025-01-15"
 def registry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, provider) -> Iterator[Registry]:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XEROML_ALLOW_ENDPOINTS", "127.0.0.1")  # the emulators
+    monkeypatch.setenv("XEROML_ALLOW_ENV_REFS", "TEST_*")  # the emulators' credentials, by env var
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     monkeypatch.setenv("XEROML_REGISTRY_URL", url)
     registry = Registry(url).create()

@@ -165,7 +165,7 @@ class AzureContainer(ObjectStore):
             self._handle = self._client_cm.__enter__().get_container_client(self.container)
         return self._handle
 
-    def teardown_after_execution(self, context: Any) -> None:
+    def close(self) -> None:
         if self._client_cm is not None:
             self._client_cm.__exit__(None, None, None)
             self._client_cm = self._handle = None

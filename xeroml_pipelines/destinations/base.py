@@ -11,7 +11,7 @@ from abc import abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field, field_validator
@@ -57,6 +57,13 @@ class Destination(ConfigurableResource):
     def upload_buffer_bytes(self) -> int:
         """What one open upload holds in memory before sending it on (0: writes go straight out)."""
         return 0
+
+    def close(self) -> None:
+        """Releases the clients this destination opened (Dagster calls it after a step; the
+        fleet, which opens destinations itself, after its run)."""
+
+    def teardown_after_execution(self, context: Any) -> None:
+        self.close()
 
     @abstractmethod
     def uri(self, key: str) -> str: ...

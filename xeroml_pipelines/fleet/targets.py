@@ -4,17 +4,17 @@ query can serve (the same mode, file format and columns)."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
-from dagster import DagsterError
-
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.errors import ConfigError, ExportError
 from xeroml_pipelines.export.fleet import Target
 from xeroml_pipelines.registry.endpoints import check_destination
+from xeroml_pipelines.registry.entries import SECRET_FIELDS
 from xeroml_pipelines.registry.keyring import Keyring
 from xeroml_pipelines.registry.store import Registered, Registry
 from xeroml_pipelines.windows import Cadence, Mode
@@ -43,23 +43,38 @@ def window_index(day: date, cadence: Cadence) -> int:
 def open_targets(
     registry: Registry, entries: Sequence[Registered], cadence: Cadence, keyring: Keyring | None, opened: ExitStack
 ) -> tuple[dict[str, Target], dict[str, ExportError]]:
-    """A target per entry, its destination open until `opened` closes; or why it cannot have
-    one: a stored endpoint that now resolves inside the platform, credentials that no longer
-    open or a credential's environment variable unset, is that entry's refusal, not the run's."""
+    """A target per entry, its destination's clients closed when `opened` closes; or why it
+    cannot have one: a stored endpoint that now resolves inside the platform, credentials that
+    no longer open or a credential's environment variable unset, is that entry's refusal, not the
+    run's."""
     targets: dict[str, Target] = {}
     refused: dict[str, ExportError] = {}
     for registered in entries:
-        export = registered.entry.export
         try:
-            secrets = registry.open_secrets(registered.name, keyring) if registered.entry.secret_names else {}
-            check_destination(export, secrets)
-            resource = export.destination.resource(secrets=secrets)
-            destination = opened.enter_context(resource.process_config_and_initialize_cm())
-        except (ConfigError, DagsterError) as e:
-            refused[registered.name] = ExportError(f"{registered.name}: {_first_line(e)}", permanent=True)
+            credentials = _credentials(registry, registered, keyring)
+            check_destination(registered.entry.export, credentials)
+            # every credential given as a value: the resource holds no EnvVar to resolve, so it is
+            # used as it is (Dagster's initialization of a resource builds an instance each time)
+            destination = registered.entry.export.destination.resource(secrets=credentials)
+        except ConfigError as e:
+            refused[registered.name] = ExportError(f"{registered.name}: {e}", permanent=True)
             continue
+        opened.callback(destination.close)
         targets[registered.name] = target(registered, cadence, destination)
     return targets, refused
+
+
+def _credentials(registry: Registry, registered: Registered, keyring: Keyring | None) -> dict[str, str]:
+    """The entry's stored credentials, and those its `*_env` fields name, read now."""
+    found = registry.open_secrets(registered.name, keyring) if registered.entry.secret_names else {}
+    destination = registered.entry.export.destination
+    for name in SECRET_FIELDS[destination.provider]:
+        variable = getattr(destination, f"{name}_env", None)
+        if variable and name not in found:
+            if not os.environ.get(variable):
+                raise ConfigError(f"destination.{name}_env: the environment variable {variable} is unset or empty")
+            found[name] = os.environ[variable]
+    return found
 
 
 def target(registered: Registered, cadence: Cadence, destination: Destination) -> Target:
@@ -85,8 +100,3 @@ def query_groups(table: str, entries: Sequence[Registered], targets: dict[str, T
             groups.setdefault(key, []).append(targets[registered.name])
     ordered = sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1], sorted(kv[0][2])))
     return [QueryGroup(mode, fmt, exclude, tuple(found)) for (mode, fmt, exclude), found in ordered]
-
-
-def _first_line(error: Exception) -> str:
-    # Dagster's configuration errors run to several lines; the first names the field
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__

@@ -22,8 +22,13 @@ from urllib.parse import urlsplit
 
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.errors import ConfigError
+from xeroml_pipelines.registry.entries import SECRET_FIELDS
 
 ALLOW_ENV = "XEROML_ALLOW_ENDPOINTS"
+# The environment variables a registered export may name for a credential (`*_env`): none unless
+# the operator allows them (comma-separated names, a trailing `*` for a prefix). An entry naming
+# any variable could send the platform's own secrets (the registry's keys) to its endpoint.
+ALLOW_ENV_REFS = "XEROML_ALLOW_ENV_REFS"
 _FIELDS = ("endpoint_url", "sts_endpoint_url", "account_url")
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -74,9 +79,24 @@ def _connection_string_endpoint(connection_string: str) -> str | None:
     return parts.get("BlobEndpoint")
 
 
+def _env_ref_allowed(name: str) -> bool:
+    for item in (x.strip() for x in os.environ.get(ALLOW_ENV_REFS, "").split(",")):
+        if item and (name == item or (item.endswith("*") and name.startswith(item[:-1]))):
+            return True
+    return False
+
+
 def check_destination(export: ExportConfig, secrets: Mapping[str, str]) -> None:
-    """Every customer-supplied endpoint and path of a registered export's destination."""
+    """Every customer-supplied endpoint, path and environment variable of a registered export's
+    destination."""
     destination = export.destination
+    for name in SECRET_FIELDS[destination.provider]:
+        variable = getattr(destination, f"{name}_env", None)
+        if variable and not _env_ref_allowed(variable):
+            raise ConfigError(
+                f"destination.{name}_env: {variable} is not an environment variable a registered export may name "
+                f"(an operator allows them in {ALLOW_ENV_REFS}); store the credential instead (secrets.{name})"
+            )
     for field in _FIELDS:
         url = getattr(destination, field, None)
         if url:
