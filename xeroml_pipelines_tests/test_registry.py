@@ -179,6 +179,11 @@ def test_the_probe_uses_the_stored_credentials_on_s3(request: pytest.FixtureRequ
         ({"provider": "local", "path": "/etc"}, {}, "a relative path without '..'"),
         ({"provider": "local", "path": "out/../../etc"}, {}, "a relative path without '..'"),
         ({"provider": "gcs", "bucket": "bkt", "service_account_file": "/etc/key.json"}, {}, "cannot read a file"),
+        (  # the platform's own secrets, sent to the customer's endpoint
+            {"access_key_id_env": "XEROML_REGISTRY_KEYS", "secret_access_key_env": "XEROML_REGISTRY_KEYS"},
+            {},
+            "XEROML_REGISTRY_KEYS is not an environment variable a registered export may name",
+        ),
     ],
 )
 def test_customer_endpoints_and_paths_cannot_reach_inside_the_platform(
@@ -206,6 +211,9 @@ def test_customer_endpoints_and_paths_cannot_reach_inside_the_platform(
     monkeypatch.setenv("XEROML_ALLOW_ENDPOINTS", "10.0.0.0/8, localhost")
     inside = {**public, "name": "f", "destination": {**public["destination"], "endpoint_url": "http://10.1.2.3:9000"}}
     registry.put([parse_entry(inside, "entries")])
+    monkeypatch.setenv("XEROML_ALLOW_ENV_REFS", "CUSTOMER_*")  # and allow env vars by name or prefix
+    by_env = {"access_key_id_env": "CUSTOMER_KEY_ID", "secret_access_key_env": "CUSTOMER_SECRET"}
+    registry.put([parse_entry({**public, "name": "g", "destination": {**public["destination"], **by_env}}, "entries")])
 
 
 @pytest.fixture(scope="module")
