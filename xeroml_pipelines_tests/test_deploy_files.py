@@ -90,3 +90,21 @@ def test_the_entrypoint_turns_secret_files_into_env_vars(tmp_path: Path) -> None
     assert seen["CLICKHOUSE_PASSWORD"] == "s3cret value"
     assert seen["ALREADY_SET"] == "from the environment"
     assert "not-a-name" not in done.stdout
+
+
+def test_the_helm_values_run_this_code_location_with_a_pod_per_run() -> None:
+    """The Kubernetes values are untested against a cluster; what they name is checked here."""
+    import importlib
+
+    import yaml
+
+    values = yaml.safe_load((SETUP.parent / "kubernetes" / "values.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    flag, module = deployment["codeServerArgs"]
+    assert flag == "-m" and importlib.import_module(module).defs is not None
+    assert values["runLauncher"]["type"] == "K8sRunLauncher"
+    assert values["postgresql"]["enabled"] is False and values["generatePostgresqlPasswordSecret"] is False
+    launcher = values["runLauncher"]["config"]["k8sRunLauncher"]
+    # the secrets reach the code server and each run's pod, from a Kubernetes secret, never as values
+    assert {s["name"] for s in deployment["envSecrets"]} == {s["name"] for s in launcher["envSecrets"]} == {"xeroml-secrets"}
+    assert [e["name"] for e in deployment["env"]] == ["XEROML_CONFIG"]
