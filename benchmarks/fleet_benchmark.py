@@ -146,9 +146,14 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/xeroml-fleet-benchmark"))
     parser.add_argument("--child", nargs=3)
+    parser.add_argument("--generate-into", type=Path)
     args = parser.parse_args()
     if args.child:
         _child(*args.child)
+        return
+    groups = {"one": 1, "many": args.projects, "some": args.refused_among}
+    if args.generate_into:
+        _generate(args.generate_into, args.rows, groups)
         return
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from xeroml_pipelines_tests import emulators
@@ -157,7 +162,10 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     db = work / "db"
-    _generate(db, args.rows, {"one": 1, "many": args.projects, "some": args.refused_among})
+    # in a process of its own: a child forked from a parent that held the engine would report the
+    # parent's memory as its own peak
+    argv = [sys.executable, __file__, "--generate-into", str(db), "--rows", str(args.rows)]
+    subprocess.run([*argv, "--projects", str(args.projects), "--refused-among", str(args.refused_among)], check=True)
     moto = emulators.moto(work).start()
     try:
         os.environ |= {"XEROML_ALLOW_ENDPOINTS": "127.0.0.1", "XEROML_ALLOW_ENV_REFS": "BENCH_*"}

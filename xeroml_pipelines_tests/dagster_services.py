@@ -197,3 +197,36 @@ class DagsterServices:
                 return value
             time.sleep(poll)
         raise TimeoutError(f"{what} did not happen in {timeout}s:\n{self.logs()}")
+
+
+class CodeServer:
+    """`dagster code-server start` on 127.0.0.1; runs launched through it are its children, in its
+    process group, stopped with it."""
+
+    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+        self.port, self.env, self.cwd = free_port(), env, cwd
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> CodeServer:
+        argv = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.port)]
+        argv += ["-m", "xeroml_pipelines.definitions"]
+        try:
+            with open(self.cwd / "code-server.log", "ab") as log:
+                self.proc = subprocess.Popen(
+                    argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+            deadline = time.monotonic() + 120
+            health = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(self.port)]
+            while subprocess.run(health, env=self.env, capture_output=True, timeout=60).returncode != 0:
+                if self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the code server did not start:\n{(self.cwd / 'code-server.log').read_text()[-3000:]}")
+                time.sleep(1)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop_group(self.proc, grace=30)
+            self.proc = None

@@ -11,18 +11,16 @@ import os
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
 
 import duckdb
 import pytest
 import yaml
 
-from xeroml_pipelines_tests.dagster_services import BIN, DagsterServices, stop_group
-from xeroml_pipelines_tests.emulators import REPO, free_port
+from xeroml_pipelines_tests.dagster_services import CodeServer, DagsterServices
+from xeroml_pipelines_tests.emulators import REPO
 from xeroml_pipelines_tests.postgres import Postgres, bindir
 
 TABLES = ("traces", "observations", "scores", "sessions")
@@ -46,39 +44,6 @@ class _Webhook(BaseHTTPRequestHandler):
 
     def log_message(self, *args) -> None:
         pass
-
-
-class CodeServer:
-    """`dagster code-server start` on 127.0.0.1; runs launched through it are its children, in its
-    process group, stopped with it."""
-
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
-        self.port, self.env, self.cwd = free_port(), env, cwd
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> CodeServer:
-        argv = [str(BIN / "dagster"), "code-server", "start", "-h", "127.0.0.1", "-p", str(self.port)]
-        argv += ["-m", "xeroml_pipelines.definitions"]
-        try:
-            with open(self.cwd / "code-server.log", "ab") as log:
-                self.proc = subprocess.Popen(
-                    argv, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-            deadline = time.monotonic() + 120
-            health = [str(BIN / "dagster"), "api", "grpc-health-check", "-h", "127.0.0.1", "-p", str(self.port)]
-            while subprocess.run(health, env=self.env, capture_output=True, timeout=60).returncode != 0:
-                if self.proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the code server did not start:\n{(self.cwd / 'code-server.log').read_text()[-3000:]}")
-                time.sleep(1)
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_group(self.proc, grace=30)
-            self.proc = None
 
 
 def _hour_key(moment: datetime) -> str:
