@@ -17,6 +17,7 @@ from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PART
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import export_resources
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines_tests.factories import insert, trace
@@ -35,7 +36,10 @@ def test_code_location_loads_embedded_default(tmp_path: Path) -> None:
         "defs = defs()\n"
         "g = defs.resolve_asset_graph()\n"
         "print(sorted('/'.join(k.path) for k in g.get_all_asset_keys()))\n"
-        "print(type(defs.resources['local_io_manager']).__name__, defs.resources['clickhouse'].url)",
+        "from xeroml_pipelines.config import load_config\n"
+        "from xeroml_pipelines.defs.location import export_resources\n"
+        "io_manager = export_resources(load_config().exports[0])['local_io_manager']\n"
+        "print(type(io_manager).__name__, defs.resources['clickhouse'].url)",
         tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
@@ -96,7 +100,7 @@ def test_downstream_asset_receives_a_reference_not_the_data(exporter: Exporter) 
     assert ref.bytes == (exporter.out / "traces" / "2025-01-15.jsonl").stat().st_size
 
     # a partition that was never exported is missing, as Dagster's allow_missing_partitions expects
-    io_manager = defs.resources["exp_io_manager"]
+    io_manager = export_resources(exporter.config().exports[0])["exp_io_manager"]
     from dagster import build_input_context
 
     ctx = build_input_context(

@@ -6,6 +6,7 @@ and the resource reads it through Dagster's `EnvVar` at run time.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from dagster import EnvVar
 from pydantic import AfterValidator, Field, field_validator, model_validator
 
-from xeroml_pipelines.config.base import Strict
+from xeroml_pipelines.config.base import ConfigError, Strict
 from xeroml_pipelines.destinations.limits import BlockSizeMiB, ChunkSizeMiB, MaxRetries, PartSizeMiB, RetryBackoff, RetryDeadline
 from xeroml_pipelines.identifiers import EnvVarName, validate_prefix
 
@@ -52,6 +53,18 @@ NO_SECRETS: Secrets = {}
 
 class _Destination(Strict):
     prefix: str = ""
+
+    def credentials_from_env(self) -> dict[str, str]:
+        """The credentials its `*_env` fields name, read now (for a destination opened in code,
+        outside a run's resource initialization); an unset or empty variable is a `ConfigError`."""
+        found = {}
+        for field in type(self).model_fields:
+            variable = getattr(self, field) if field.endswith("_env") else None
+            if variable:
+                if not os.environ.get(variable):
+                    raise ConfigError(f"destination.{field}: the environment variable {variable} is unset or empty")
+                found[field.removesuffix("_env")] = os.environ[variable]
+        return found
 
     def credential(self, name: str, secrets: Secrets) -> str | EnvVar | None:
         """A credential: its stored value when one is given, else the environment variable its

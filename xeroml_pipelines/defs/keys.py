@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, TypeVar
 
 from dagster import AssetKey, DailyPartitionsDefinition, HourlyPartitionsDefinition, TimeWindowPartitionsDefinition
 
 from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.destinations.base import Destination
 
 T = TypeVar("T")
 
@@ -37,10 +40,22 @@ def warehouse_key(export: ExportConfig) -> str:
     return f"{export.name}_warehouse"
 
 
+@contextmanager
+def open_destination(export: ExportConfig) -> Iterator[Destination]:
+    """An export's destination opened in code (a sensor's tick), its credentials read from the
+    env vars its configuration names; its clients closed after."""
+    destination = export.destination.resource(secrets=export.destination.credentials_from_env())
+    try:
+        yield destination
+    finally:
+        destination.close()
+
+
 def resource(resources: Any, key: str, kind: type[T]) -> T:
-    """An export's resource from a run's or a sensor's resources. Dagster passes resources to a
-    function by parameter name, and an export's keys are its own (one code location holds many
-    exports), so the definitions built per export read theirs by key, here, checked for type."""
+    """An export's resource from a run's resources. Dagster passes resources to a function by
+    parameter name, and an export's keys are its own (one code location holds many exports,
+    each definition bound to its own resources), so the definitions built per export read theirs
+    by key, here, checked for type."""
     value = getattr(resources, key)
     if not isinstance(value, kind):
         raise TypeError(f"resource {key!r} is a {type(value).__name__}, expected a {kind.__name__}")

@@ -24,10 +24,11 @@ from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
 from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor, load_job
 
 
-def _resources(export: ExportConfig) -> dict[str, Any]:
+def export_resources(export: ExportConfig) -> dict[str, Any]:
     # One destination configuration serves the IO manager (nested in it) and, under its own key,
-    # the checks, sensors and loads. Dagster initializes each use on its own; clients are
-    # created on first use, so a step pays only for the one it uses.
+    # the checks, the loads and the verify job (a sensor opens its own: sensors see only the
+    # top-level resources). Dagster initializes each use on its own; clients are created on
+    # first use, so a step pays only for the one it uses.
     destination = export.destination.resource()
     resources: dict[str, Any] = {
         destination_key(export): destination,
@@ -42,10 +43,14 @@ def _resources(export: ExportConfig) -> dict[str, Any]:
 
 def build_definitions(config: XeroMLConfig) -> Definitions:
     clickhouse = config.clickhouse.resource()
+    # An export's resources are bound to its own definitions, not given to Definitions: Dagster
+    # resolves every asset's and job's requirements against all top-level resources, so a key
+    # per export at the top made loading quadratic in the number of exports.
+    bound = {e.name: export_resources(e) for e in config.exports}
     jobs = {e.name: export_job(e) for e in config.exports}
-    verify_jobs = {e.name: verify_job(e) for e in config.exports}
+    verify_jobs = {e.name: verify_job(e, bound[e.name]) for e in config.exports}
     load_jobs = {e.name: load_job(e) for e in config.exports if e.warehouse}
-    resources: dict[str, Any] = {"clickhouse": clickhouse, **{k: v for e in config.exports for k, v in _resources(e).items()}}
+    resources: dict[str, Any] = {"clickhouse": clickhouse}
     alerts = []
     if config.alerts:
         if config.exports:
@@ -63,10 +68,14 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
             *(build_fleet_schedule(fleet, c, job) for c, job in fleet_jobs.items() if fleet),
         ],
         assets=[
-            *(a for e in config.exports for a in (*build_export_assets(e), *build_warehouse_assets(e))),
+            *(
+                a
+                for e in config.exports
+                for a in (*build_export_assets(e, bound[e.name]), *build_warehouse_assets(e, bound[e.name]))
+            ),
             *(build_fleet_assets(fleet, alerts=config.alerts is not None) if fleet else ()),
         ],
-        asset_checks=[c for e in config.exports for c in build_export_checks(e)],
+        asset_checks=[c for e in config.exports for c in build_export_checks(e, bound[e.name])],
         sensors=[
             *(build_load_sensor(e, load_jobs[e.name]) for e in config.exports if e.warehouse),
             *(build_late_data_sensor(e) for e in config.exports if e.recheck_days),

@@ -5,8 +5,10 @@ their source (the table's ClickHouse query); the IO manager of the export's dest
 """
 
 import warnings
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from functools import cache
+from typing import Any
 
 from dagster import (
     AssetExecutionContext,
@@ -23,7 +25,7 @@ from dagster import (
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.clickhouse.source import TableQuery
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.keys import CLICKHOUSE_POOL, export_asset_key, io_manager_key, partitions_for
+from xeroml_pipelines.defs.keys import CLICKHOUSE_POOL, export_asset_key, io_manager_key, partitions_for, resource
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.tables import exported_table
 from xeroml_pipelines.windows import windows_for
@@ -45,7 +47,7 @@ def _cron_policy(deadline_cron: str, lower_bound_minutes: int) -> FreshnessPolic
     return FreshnessPolicy.cron(deadline_cron=deadline_cron, lower_bound_delta=timedelta(minutes=lower_bound_minutes))
 
 
-def _build(export: ExportConfig, table: str) -> AssetsDefinition:
+def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> AssetsDefinition:
     spec = exported_table(table)
     # lineage: the exported tables whose sources this table's query reads too
     deps = [export_asset_key(export, source) for source in spec.sources if source != table and source in export.tables]
@@ -55,6 +57,9 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         key=export_asset_key(export, table),
         partitions_def=partitions_def,
         io_manager_key=io_manager_key(export),
+        # the export's IO manager is bound to its assets (see location.py); ClickHouse is shared
+        resource_defs={io_manager_key(export): resources[io_manager_key(export)]},
+        required_resource_keys={"clickhouse"},
         group_name=export.name,
         deps=deps or None,
         kinds={"clickhouse", "parquet" if export.format == "parquet" else "json"},
@@ -71,7 +76,8 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         if export.retries
         else None,
     )
-    def _export(context: AssetExecutionContext, clickhouse: ClickHouseResource) -> ExportStream:
+    def _export(context: AssetExecutionContext) -> ExportStream:
+        clickhouse = resource(context.resources, "clickhouse", ClickHouseResource)
         windows = windows_for(partitions_def, context.partition_keys)
         settled_at = windows[-1].end + timedelta(minutes=export.lag_minutes)
         if datetime.now(UTC) < settled_at:
@@ -94,7 +100,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
     return _export
 
 
-def build_export_assets(export: ExportConfig) -> list[AssetsDefinition]:
+def build_export_assets(export: ExportConfig, resources: Mapping[str, Any]) -> list[AssetsDefinition]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)  # backfill_policy: the range path is ours and tested
-        return [_build(export, table) for table in export.tables]
+        return [_build(export, table, resources) for table in export.tables]

@@ -4,6 +4,8 @@ their manifests with ClickHouse now (`recount_matches_manifest`). The whole dest
 every manifest is the verify job's (verify.py), on its own schedule."""
 
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
@@ -38,7 +40,7 @@ def _result(report: VerifyReport) -> AssetCheckResult:
     )
 
 
-def _build_files_check(export: ExportConfig, table: str) -> AssetChecksDefinition:
+def _build_files_check(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> AssetChecksDefinition:
     key = destination_key(export)
     partitions_def = partitions_for(export)
 
@@ -46,7 +48,7 @@ def _build_files_check(export: ExportConfig, table: str) -> AssetChecksDefinitio
         asset=export_asset_key(export, table),
         name="files_match_manifests",
         partitions_def=partitions_def,
-        required_resource_keys={key},
+        resource_defs={key: resources[key]},
         description="For the partitions just exported: each manifest's object exists with its size, and a listing of "
         "the partition shows no data object without a manifest.",
     )
@@ -58,7 +60,7 @@ def _build_files_check(export: ExportConfig, table: str) -> AssetChecksDefinitio
     return _check
 
 
-def _build_recount_check(export: ExportConfig, table: str) -> AssetChecksDefinition:
+def _build_recount_check(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> AssetChecksDefinition:
     key = destination_key(export)
     partitions_def = partitions_for(export)
 
@@ -66,7 +68,8 @@ def _build_recount_check(export: ExportConfig, table: str) -> AssetChecksDefinit
         asset=export_asset_key(export, table),
         name="recount_matches_manifest",
         partitions_def=partitions_def,
-        required_resource_keys={key, "clickhouse"},
+        required_resource_keys={"clickhouse"},
+        resource_defs={key: resources[key]},
         description="Recounts the partition in ClickHouse (rows and fingerprint) and compares with its manifest: "
         "a difference means late or moved data, which the late-data sensor re-exports.",
     )
@@ -95,8 +98,12 @@ def _build_recount_check(export: ExportConfig, table: str) -> AssetChecksDefinit
     return _check
 
 
-def build_export_checks(export: ExportConfig) -> list[AssetChecksDefinition]:
+def build_export_checks(export: ExportConfig, resources: Mapping[str, Any]) -> list[AssetChecksDefinition]:
     """The checks that run with an export, on its partitions."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)  # partitioned asset checks
-        return [c for table in export.tables for c in (_build_files_check(export, table), _build_recount_check(export, table))]
+        return [
+            check
+            for table in export.tables
+            for check in (_build_files_check(export, table, resources), _build_recount_check(export, table, resources))
+        ]

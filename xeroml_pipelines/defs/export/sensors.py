@@ -23,7 +23,7 @@ from xeroml_pipelines.clickhouse.changes import Mark, changed_windows, marks
 from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.keys import destination_key, export_asset_key, partitions_for, resource
+from xeroml_pipelines.defs.keys import export_asset_key, open_destination, partitions_for, resource
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.manifest import read_manifest
 from xeroml_pipelines.export.recount import recount
@@ -44,13 +44,11 @@ def recent_windows(export: ExportConfig, now: datetime) -> tuple[Window, ...]:
 
 
 def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
-    key = destination_key(export)
-
     @sensor(
         name=f"{export.name}_late_data",
         asset_selection=[export_asset_key(export, t) for t in export.tables],
         minimum_interval_seconds=export.recheck_interval_minutes * 60,
-        required_resource_keys={key, "clickhouse"},
+        required_resource_keys={"clickhouse"},
         default_status=DefaultSensorStatus.RUNNING,
         description=f"Re-exports partitions of {export.name!r} younger than {export.recheck_days} days "
         "whose data changed after export.",
@@ -59,7 +57,6 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
         windows = recent_windows(export, datetime.now(UTC))
         if not windows:
             return SkipReason("no partition inside the recheck horizon")
-        destination = resource(context.resources, key, Destination)
         layout = export.object_layout()
         # cursor: the parts marks of the previous tick, and the end of the horizon it covered
         cursor = json.loads(context.cursor) if context.cursor else {}
@@ -68,20 +65,21 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
         drifted: dict[str, list[str]] = {}
         recounted = unexported = 0
         try:
-            marked_at = datetime.now(UTC)
-            now_marks = _marks(clickhouse, export.tables)  # before the changes are read: nothing falls between
-            for table in export.tables:
-                suspects = _suspects(clickhouse, destination, table, windows, cursor, now_marks)
-                recounted += len(suspects)
-                for group in _consecutive(suspects):
-                    for counted, window in zip(
-                        recount(clickhouse, export.project_id, table, export.mode, group), group, strict=True
-                    ):
-                        manifest = read_manifest(destination, layout.manifest_key(table, window))
-                        # no manifest: never exported; the schedule or a backfill does that, not us
-                        unexported += manifest is None
-                        if manifest is not None and counted.drifted_from(manifest):
-                            drifted.setdefault(window.partition, []).append(f"{table}@{counted.fingerprint}")
+            with open_destination(export) as destination:
+                marked_at = datetime.now(UTC)
+                now_marks = _marks(clickhouse, export.tables)  # before the changes are read: nothing falls between
+                for table in export.tables:
+                    suspects = _suspects(clickhouse, destination, table, windows, cursor, now_marks)
+                    recounted += len(suspects)
+                    for group in _consecutive(suspects):
+                        for counted, window in zip(
+                            recount(clickhouse, export.project_id, table, export.mode, group), group, strict=True
+                        ):
+                            manifest = read_manifest(destination, layout.manifest_key(table, window))
+                            # no manifest: never exported; the schedule or a backfill does that, not us
+                            unexported += manifest is None
+                            if manifest is not None and counted.drifted_from(manifest):
+                                drifted.setdefault(window.partition, []).append(f"{table}@{counted.fingerprint}")
         except EmbeddedEngineBusy as e:
             return SkipReason(str(e))
         finally:

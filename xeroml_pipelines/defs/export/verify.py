@@ -2,6 +2,9 @@
 verify` does). Its cost grows with the history (one manifest read per partition ever exported),
 so it is not part of export runs: it runs on its own schedule (`verify_cron`, weekly by default)."""
 
+from collections.abc import Mapping
+from typing import Any
+
 from dagster import AssetObservation, Failure, JobDefinition, MetadataValue, OpExecutionContext, job, op
 
 from xeroml_pipelines.config import ExportConfig
@@ -10,7 +13,7 @@ from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.verify import verify
 
 
-def verify_job(export: ExportConfig) -> JobDefinition:
+def verify_job(export: ExportConfig, resources: Mapping[str, Any]) -> JobDefinition:
     key = destination_key(export)
 
     @op(name=f"{export.name}_verify_destination", required_resource_keys={key})
@@ -41,6 +44,7 @@ def verify_job(export: ExportConfig) -> JobDefinition:
 
     @job(
         name=f"{export.name}_verify",
+        resource_defs={key: resources[key]},
         description=f"Lists export {export.name!r}'s whole destination and reads every manifest (as `xeroml verify`).",
     )
     def _job() -> None:

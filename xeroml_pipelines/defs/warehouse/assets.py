@@ -6,6 +6,7 @@ data file loads nothing.
 """
 
 import warnings
+from collections.abc import Mapping
 from typing import Any
 
 from dagster import (
@@ -34,7 +35,7 @@ from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines.warehouses.base import Warehouse
 
 
-def _build(export: ExportConfig, table: str) -> AssetsDefinition:
+def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> AssetsDefinition:
     dest_key, wh_key = destination_key(export), warehouse_key(export)
     assert export.warehouse is not None
 
@@ -43,7 +44,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
         ins={"exported": AssetIn(key=export_asset_key(export, table))},
         partitions_def=partitions_for(export),
         group_name=f"{export.name}_warehouse",
-        required_resource_keys={dest_key, wh_key},
+        resource_defs={dest_key: resources[dest_key], wh_key: resources[wh_key]},
         kinds={export.warehouse.type},
         pool=WAREHOUSE_POOL,
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=export.max_partitions_per_run),
@@ -73,7 +74,7 @@ def _build(export: ExportConfig, table: str) -> AssetsDefinition:
     return _load
 
 
-def build_warehouse_assets(export: ExportConfig) -> list[AssetsDefinition]:
+def build_warehouse_assets(export: ExportConfig, resources: Mapping[str, Any]) -> list[AssetsDefinition]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)  # backfill_policy
-        return [_build(export, table) for table in export.tables] if export.warehouse else []
+        return [_build(export, table, resources) for table in export.tables] if export.warehouse else []
