@@ -7,9 +7,10 @@ opened, one query, every project's files and manifests, the outcome recorded), m
 Cases, on the same database (generated once; ~1 KB of text per observation):
 - one:      one registered project holding all `--rows` rows;
 - many:     `--projects` registered projects holding `--rows / --projects` rows each;
-- some:     `--refused-among` projects holding `--rows` between them;
-- refused:  the same, one of them writing to an S3 bucket that does not exist (a moto server:
-            a real refusal, its round trips included).
+- some:     `--refused-among` projects holding `--rows` between them, one of them writing to an
+            S3 bucket (a moto server), the others to local folders;
+- refused:  the same, that project's bucket not existing (a real refusal, its round trips
+            included).
 The goals (issue 22): many ≤ 1.5 × one; refused ≤ 1.10 × some. Each pair runs back to back (the
 cases in turn), so drift on a shared machine reaches them alike.
 """
@@ -59,21 +60,21 @@ def _generate(db: Path, rows: int, groups: dict[str, int]) -> None:
     ch.close()
 
 
-def _register(work: Path, prefix: str, projects: int, refused_endpoint: str | None) -> str:
+def _register(work: Path, prefix: str, projects: int, s3: str | None = None, bucket: str = "") -> str:
     from xeroml_pipelines.registry.entries import parse_entry
     from xeroml_pipelines.registry.store import Registry
 
-    url = f"sqlite:///{work / f'registry-{prefix}-{bool(refused_endpoint)}.sqlite'}"
+    url = f"sqlite:///{work / f'registry-{prefix}-{bucket or "local"}.sqlite'}"
     entries = []
     for i in range(projects):
         name = f"{prefix}{i:05d}"
         destination: dict = {"provider": "local", "path": f"out/{name}"}
-        if refused_endpoint and i == projects // 2:
+        if s3 and i == projects // 2:
             destination = {
                 "provider": "s3",
-                "bucket": "no-such-bucket",
+                "bucket": bucket,
                 "region": "us-east-1",
-                "endpoint_url": refused_endpoint,
+                "endpoint_url": s3,
                 "access_key_id_env": "BENCH_KEY",
                 "secret_access_key_env": "BENCH_SECRET",
             }
@@ -170,11 +171,17 @@ def main() -> None:
     try:
         os.environ |= {"XEROML_ALLOW_ENDPOINTS": "127.0.0.1", "XEROML_ALLOW_ENV_REFS": "BENCH_*"}
         os.environ |= {"BENCH_KEY": "bench", "BENCH_SECRET": "bench-secret"}
+        import boto3
+
+        boto3.client(
+            "s3", endpoint_url=moto.url, region_name="us-east-1", aws_access_key_id="bench", aws_secret_access_key="bench"
+        ).create_bucket(Bucket="bench-bucket")
         registries = {
-            "one": _register(work, "one", 1, None),
-            "many": _register(work, "many", args.projects, None),
-            "some": _register(work, "some", args.refused_among, None),
-            "refused": _register(work, "some", args.refused_among, moto.url),
+            "one": _register(work, "one", 1),
+            "many": _register(work, "many", args.projects),
+            # one of the projects writes to S3: its bucket exists, or (refused) does not
+            "some": _register(work, "some", args.refused_among, moto.url, "bench-bucket"),
+            "refused": _register(work, "some", args.refused_among, moto.url, "no-such-bucket"),
         }
         results: dict[str, list[dict]] = {case: [] for case in CASES}
         for _ in range(args.repeats):
