@@ -64,7 +64,8 @@ def _register(work: Path, prefix: str, projects: int, s3: str | None = None, buc
     from xeroml_pipelines.registry.entries import parse_entry
     from xeroml_pipelines.registry.store import Registry
 
-    url = f"sqlite:///{work / f'registry-{prefix}-{bucket or "local"}.sqlite'}"
+    name = f"registry-{prefix}-{bucket or 'local'}.sqlite"
+    url = f"sqlite:///{work / name}"
     entries = []
     for i in range(projects):
         name = f"{prefix}{i:05d}"
