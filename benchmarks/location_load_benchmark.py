@@ -1,7 +1,8 @@
 """Code-location load benchmark: N hand-configured exports (one project each, hourly, local
-destinations), the definitions built and resolved as the code server does, in a fresh process.
+destinations), or N registered exports run by the fleet (2 shards, the default cadences and
+tables), the definitions built and resolved as the code server does, in a fresh process.
 
-    python benchmarks/location_load_benchmark.py --exports 10 100 300 1000 --repeats 3
+    python benchmarks/location_load_benchmark.py --exports 10 100 300 1000 --registered 1000 10000 --repeats 3
 
 Per N: the wall seconds of loading (configuration read, definitions built, the repository
 resolved: every asset's resources, jobs, schedules and sensors), the process's peak RSS, and how
@@ -34,6 +35,24 @@ def _config(n: int, root: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _fleet(n: int, root: Path) -> tuple[str, str]:
+    """A configuration with the fleet, and a registry of `n` exports (its URL)."""
+    from xeroml_pipelines.registry.entries import parse_entry
+    from xeroml_pipelines.registry.store import Registry
+
+    url = f"sqlite:///{root / f'registry-{n}.sqlite'}"
+    registry = Registry(url).create()
+    entries = [
+        {"name": f"p{i:05d}", "project_id": f"project-{i:05d}", "start_date": "2025-01-01", "cadence": "hourly"}
+        | {"destination": {"provider": "local", "path": f"out/{i}"}}
+        for i in range(n)
+    ]
+    registry.put([parse_entry(e, e["name"]) for e in entries])
+    registry.close()
+    config = "clickhouse: {url: 'chdb://%s', database: bench}\nfleet: {start_date: 2025-01-01, shards: 2}\n" % (root / "db")
+    return config, url
+
+
 def _child(config: Path) -> None:
     os.environ["XEROML_CONFIG"] = str(config)
     started = time.perf_counter()
@@ -54,8 +73,9 @@ def _child(config: Path) -> None:
     print(json.dumps({"seconds": seconds, **counts}))
 
 
-def _measure(config: Path) -> dict:
-    proc = subprocess.Popen([sys.executable, __file__, "--child", str(config)], stdout=subprocess.PIPE)
+def _measure(config: Path, registry_url: str | None = None) -> dict:
+    env = {**os.environ, **({"XEROML_REGISTRY_URL": registry_url} if registry_url else {})}
+    proc = subprocess.Popen([sys.executable, __file__, "--child", str(config)], stdout=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     out = proc.stdout.read()
     _, status, usage = os.wait4(proc.pid, 0)
@@ -66,7 +86,8 @@ def _measure(config: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--exports", type=int, nargs="+", default=[10, 100, 300, 1000])
+    parser.add_argument("--exports", type=int, nargs="*", default=[10, 100, 300, 1000])
+    parser.add_argument("--registered", type=int, nargs="*", default=[1000, 10000])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", type=Path)
     args = parser.parse_args()
@@ -76,13 +97,16 @@ def main() -> None:
     print("| exports | load s (median) | peak RSS MB | assets | schedules | sensors | jobs |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
-        for n in args.exports:
-            config = Path(tmp) / f"exports-{n}.yaml"
-            config.write_text(_config(n, Path(tmp)))
-            runs = [_measure(config) for _ in range(args.repeats)]
+        cases = [(f"{n:,} configured", Path(tmp) / f"exports-{n}.yaml", _config(n, Path(tmp)), None) for n in args.exports]
+        for n in args.registered:
+            text, url = _fleet(n, Path(tmp))
+            cases.append((f"{n:,} registered", Path(tmp) / f"fleet-{n}.yaml", text, url))
+        for label, config, text, url in cases:
+            config.write_text(text)
+            runs = [_measure(config, url) for _ in range(args.repeats)]
             first = runs[0]
             print(
-                f"| {n:,} | {statistics.median(r['seconds'] for r in runs):.1f} | "
+                f"| {label} | {statistics.median(r['seconds'] for r in runs):.1f} | "
                 f"{statistics.median(r['rss_mb'] for r in runs):,.0f} | {first['assets']:,} | {first['schedules']:,} | "
                 f"{first['sensors']:,} | {first['jobs']:,} |",
                 flush=True,
