@@ -37,9 +37,12 @@ import sys, time
 from dagster import DagsterInstance
 from xeroml_pipelines.config import load_config
 from xeroml_pipelines.defs.location import build_definitions
-defs = build_definitions(load_config())
+from xeroml_pipelines.defs.export.schedules import export_job_name
+config = load_config()
+defs = build_definitions(config)
 started = time.perf_counter()
-result = defs.get_job_def("bench_export").execute_in_process(partition_key=sys.argv[1], instance=DagsterInstance.ephemeral())
+job = defs.get_job_def(export_job_name(config.exports[0]))
+result = job.execute_in_process(partition_key=sys.argv[1], instance=DagsterInstance.ephemeral())
 assert result.success
 print(f"RUN {time.perf_counter() - started:.3f}")
 """

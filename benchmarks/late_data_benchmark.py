@@ -81,7 +81,10 @@ def _measure(out: Path) -> None:
     defs = build_definitions(config)
     assets = [defs.get_assets_def(["m", t]) for t in TABLES]
     checks = {k for c in defs.asset_checks for k in c.check_keys if k.name == "recount_matches_manifest"}
-    check_job = defs.resolve_job_def("m_export").get_subset(asset_selection=set(), asset_check_selection=checks)
+    from xeroml_pipelines.defs.export.schedules import export_job_name
+
+    job_name = export_job_name(config.exports[0])
+    check_job = defs.resolve_job_def(job_name).get_subset(asset_selection=set(), asset_check_selection=checks)
     sensors.datetime = _Clock  # type: ignore[misc] - the sensor's horizon at NOW
     sensor = next(s for s in defs.sensors if s.name == "m_late_data")
     with DagsterInstance.ephemeral() as instance:

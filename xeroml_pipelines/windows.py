@@ -108,3 +108,16 @@ def windows_for(partitions_def: TimeWindowPartitionsDefinition, keys: Sequence[s
         tw = partitions_def.time_window_for_partition_key(key)
         windows.append(Window(key, tw.start, tw.end))
     return tuple(windows)
+
+
+def closed_window(cadence: Cadence, now: datetime, lag_minutes: int) -> datetime:
+    """The start of the last window that closed at least `lag_minutes` before `now` (UTC)."""
+    settled = now.astimezone(UTC) - timedelta(minutes=lag_minutes)
+    if cadence == "hourly":
+        return settled.replace(minute=0, second=0, microsecond=0) - STEPS["hourly"]
+    return settled.replace(hour=0, minute=0, second=0, microsecond=0) - STEPS["daily"]
+
+
+def partition_key(cadence: Cadence, start: datetime) -> str:
+    """The Dagster partition key of the window starting at `start`."""
+    return f"{start:%Y-%m-%d-%H:%M}" if cadence == "hourly" else f"{start:%Y-%m-%d}"

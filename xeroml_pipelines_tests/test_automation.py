@@ -36,9 +36,14 @@ def test_schedule_requests_the_partition_that_just_closed(exporter: Exporter, ca
     assert schedule.execution_timezone == "UTC"
     assert schedule.cron_schedule == (f"{lag % 60} {lag // 60} * * *" if cadence == "daily" else f"{lag} * * * *")
     with DagsterInstance.ephemeral() as instance:
-        data = schedule.evaluate_tick(build_schedule_context(instance=instance, scheduled_execution_time=tick))
+        context = build_schedule_context(
+            instance=instance, scheduled_execution_time=tick, repository_def=defs.get_repository_def()
+        )
+        data = schedule.evaluate_tick(context)
     (request,) = data.run_requests
     assert request.partition_key == partition
+    assert set(request.asset_selection or ()) == {AssetKey(["exp", t]) for t in ("traces", "observations", "scores", "sessions")}
+    assert len(request.asset_check_keys or ()) == 8  # the run's checks: two per table
 
 
 def test_lag_must_fit_the_cadence() -> None:
@@ -57,6 +62,12 @@ def _recent(exporter: Exporter):
     return defs, day, day.date().isoformat()
 
 
+def _export_job(defs) -> str:
+    """The export job of the one export (named after its partitions, shared with any export that has the same)."""
+    (name,) = [j.name for j in defs.jobs if j.name.startswith("export_")]
+    return name
+
+
 def _ts(t: datetime) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -64,7 +75,7 @@ def _ts(t: datetime) -> str:
 def _run_checks_only(defs, key: str, instance: DagsterInstance):
     """What "Execute" on a partition's check does in the UI: a run of the checks alone."""
     checks = {k for c in defs.asset_checks for k in c.check_keys if k.name == "recount_matches_manifest"}
-    job = defs.resolve_job_def("exp_export").get_subset(asset_selection=set(), asset_check_selection=checks)
+    job = defs.resolve_job_def(_export_job(defs)).get_subset(asset_selection=set(), asset_check_selection=checks)
     return job.execute_in_process(partition_key=key, instance=instance)
 
 
@@ -73,7 +84,7 @@ def test_recount_check_flags_data_that_changed_after_export(exporter: Exporter) 
     insert(exporter.ch, "traces", [trace("a", _ts(day + timedelta(hours=3))), trace("b", _ts(day + timedelta(hours=4)))])
     with DagsterInstance.ephemeral() as instance:
         # the export job, as the schedule runs it: exports every table, then checks each partition
-        result = defs.resolve_job_def("exp_export").execute_in_process(partition_key=key, instance=instance)
+        result = defs.resolve_job_def(_export_job(defs)).execute_in_process(partition_key=key, instance=instance)
         evaluations = {(e.asset_key.path[-1], e.check_name): e for e in result.get_asset_check_evaluations()}
         assert len(evaluations) == 8 and all(e.passed for e in evaluations.values())
 

@@ -142,13 +142,14 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
 
 def test_cli_runs_are_the_export_jobs_runs(seeded: Path) -> None:
     """In the UI a CLI run is a run of the export's job (as a schedule's or a backfill's is), with its range."""
-    from dagster import DagsterInstance
+    from dagster import AssetKey, DagsterInstance
 
     done = _xeroml(seeded, seeded / "xeroml.yaml", "export", "2025-01-13", DAY)
     assert done.returncode == 0, done.stderr
     with DagsterInstance.from_config(str(seeded / ".dagster_home")) as instance:
         (run,) = instance.get_runs(limit=1)
-    assert run.job_name == "main_export"
+    assert run.job_name == "export_daily_from_2025_01_13"  # the job of the export's partitions
+    assert run.asset_selection == {AssetKey(["main", t]) for t in ("traces", "observations", "scores", "sessions")}
     assert run.tags["dagster/asset_partition_range_start"] == "2025-01-13"
     assert run.tags["dagster/asset_partition_range_end"] == DAY
 

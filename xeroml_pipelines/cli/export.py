@@ -176,8 +176,8 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
     """The export job's run of `group`'s partitions (its checks included), each partition's
     line printed when its last table commits; then, if it succeeded, the load job's run of them
     (what the load sensor does in a deployment). True if both succeeded."""
-    from xeroml_pipelines.defs.export.schedules import export_job_name
-    from xeroml_pipelines.defs.keys import export_asset_key
+    from xeroml_pipelines.defs.export.schedules import export_job_name, run_checks
+    from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
     from xeroml_pipelines.defs.warehouse.sensors import load_job_name
 
     # As a backfill's run of a range: one ClickHouse scan per table, one file and manifest per partition.
@@ -197,11 +197,13 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
                 summary = " ".join(f"{t}={exported[partition][t]}" for t in export.tables)
                 print(f"{export.name} {partition}: ok {summary}  {progress.line()}", flush=True)
 
-    def run(job_name: str) -> Any:
-        job = defs.resolve_job_def(job_name)
+    def run(job_name: str, assets: list[Any], checks: list[Any]) -> Any:
+        # exports with the same partitions share a job: the run selects this export's assets
+        job = defs.resolve_job_def(job_name).get_subset(asset_selection=set(assets), asset_check_selection=set(checks))
         return job.execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
 
-    result = _on_worker(lambda: run(export_job_name(export)), report)
+    keys = [export_asset_key(export, t) for t in export.tables]
+    result = _on_worker(lambda: run(export_job_name(export), keys, run_checks(export)), report)
     for evaluation in result.get_asset_check_evaluations():
         if not evaluation.passed:
             what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
@@ -215,7 +217,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
                 print(f"{export.name} {key}: FAILED: {cause}  {progress.line()}", flush=True)
         return False
     if export.warehouse:
-        loaded = run(load_job_name(export))
+        loaded = run(load_job_name(export), [warehouse_asset_key(export, t) for t in export.tables], [])
         if not loaded.success:
             print(f"{export.name} {group[0]} .. {group[-1]}: load FAILED: {failure_line(loaded, verbose)}", flush=True)
             return False

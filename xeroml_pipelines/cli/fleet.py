@@ -37,7 +37,7 @@ def registered(projects: list[str], configured: list[str]) -> list[Registered]:
 
 
 def _partitions(cadence: str, first: date, last: date, start: date) -> list[str]:
-    from xeroml_pipelines.defs.fleet.schedules import closed_window, partition_key
+    from xeroml_pipelines.windows import closed_window, partition_key
 
     step = timedelta(hours=1) if cadence == "hourly" else timedelta(days=1)
     newest = closed_window(cadence, datetime.now(UTC), 0)  # type: ignore[arg-type]

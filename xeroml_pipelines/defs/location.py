@@ -12,7 +12,7 @@ from xeroml_pipelines.defs.alerts.resources import SlackWebhook
 from xeroml_pipelines.defs.alerts.sensors import ALERT_WEBHOOK_KEY, build_freshness_alert_sensor
 from xeroml_pipelines.defs.export.assets import build_export_assets
 from xeroml_pipelines.defs.export.checks import build_export_checks
-from xeroml_pipelines.defs.export.schedules import build_export_schedule, build_verify_schedule, export_job
+from xeroml_pipelines.defs.export.schedules import build_export_schedule, build_verify_schedule, export_jobs
 from xeroml_pipelines.defs.export.sensors import build_late_data_sensor
 from xeroml_pipelines.defs.export.verify import verify_job
 from xeroml_pipelines.defs.fleet.assets import build_fleet_assets
@@ -21,7 +21,8 @@ from xeroml_pipelines.defs.fleet.schedules import build_fleet_schedule, fleet_jo
 from xeroml_pipelines.defs.fleet.sensors import build_catch_up_sensor
 from xeroml_pipelines.defs.keys import destination_key, io_manager_key, warehouse_key
 from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
-from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor, load_job
+from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor
+from xeroml_pipelines.defs.warehouse.sensors import load_jobs as load_jobs_of
 
 
 def export_resources(export: ExportConfig) -> dict[str, Any]:
@@ -41,15 +42,20 @@ def export_resources(export: ExportConfig) -> dict[str, Any]:
     return resources
 
 
+def _distinct(jobs: dict[str, Any]) -> list[Any]:
+    """Each job once (exports with the same partitions share one)."""
+    return list({id(job): job for job in jobs.values()}.values())
+
+
 def build_definitions(config: XeroMLConfig) -> Definitions:
     clickhouse = config.clickhouse.resource()
     # An export's resources are bound to its own definitions, not given to Definitions: Dagster
     # resolves every asset's and job's requirements against all top-level resources, so a key
     # per export at the top made loading quadratic in the number of exports.
     bound = {e.name: export_resources(e) for e in config.exports}
-    jobs = {e.name: export_job(e) for e in config.exports}
+    jobs = export_jobs(config.exports)
     verify_jobs = {e.name: verify_job(e, bound[e.name]) for e in config.exports}
-    load_jobs = {e.name: load_job(e) for e in config.exports if e.warehouse}
+    load_jobs = load_jobs_of(config.exports)
     resources: dict[str, Any] = {"clickhouse": clickhouse}
     alerts = []
     if config.alerts:
@@ -61,7 +67,7 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
     if fleet:
         resources |= {REGISTRY_KEY: RegistryResource(), SCOPE_KEY: FleetScope()}
     return Definitions(
-        jobs=[*jobs.values(), *verify_jobs.values(), *load_jobs.values(), *fleet_jobs.values()],
+        jobs=[*_distinct(jobs), *verify_jobs.values(), *_distinct(load_jobs), *fleet_jobs.values()],
         schedules=[
             *(build_export_schedule(e, jobs[e.name]) for e in config.exports),
             *(build_verify_schedule(e, verify_jobs[e.name]) for e in config.exports if e.verify_cron),

@@ -4,7 +4,6 @@ holding an enabled export of that cadence, all shards in parallel."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
 
 from dagster import (
     AssetSelection,
@@ -21,7 +20,7 @@ from xeroml_pipelines.config.fleet import FleetConfig
 from xeroml_pipelines.defs.fleet.keys import fleet_asset_key, fleet_job_name, fleet_partitions
 from xeroml_pipelines.defs.fleet.resources import RegistryResource
 from xeroml_pipelines.registry.runs import shard_of
-from xeroml_pipelines.windows import Cadence
+from xeroml_pipelines.windows import Cadence, closed_window, partition_key
 
 SHARD_TAG = "xeroml/shard"
 
@@ -34,18 +33,6 @@ def fleet_job(fleet: FleetConfig, cadence: Cadence):
         partitions_def=fleet_partitions(fleet, cadence),
         description=f"Exports a window (or a range) of every registered {cadence} export; one run per shard.",
     )
-
-
-def closed_window(cadence: Cadence, now: datetime, lag_minutes: int) -> datetime:
-    """The start of the last window that closed at least `lag_minutes` before `now`."""
-    settled = now - timedelta(minutes=lag_minutes)
-    if cadence == "hourly":
-        return settled.replace(minute=0, second=0, microsecond=0) - timedelta(hours=1)
-    return settled.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=1)
-
-
-def partition_key(cadence: Cadence, start: datetime) -> str:
-    return f"{start:%Y-%m-%d-%H:%M}" if cadence == "hourly" else f"{start:%Y-%m-%d}"
 
 
 def build_fleet_schedule(fleet: FleetConfig, cadence: Cadence, job) -> ScheduleDefinition:

@@ -1,8 +1,9 @@
-"""The load job and its sensor: an export partition materialized -> a run of `<export>_load`
-that loads that partition."""
+"""The load jobs and, per export, its sensor: an export partition materialized -> a run of its
+load job that loads that partition."""
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 
 from dagster import (
     AssetKey,
@@ -17,21 +18,32 @@ from dagster import (
 )
 
 from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.defs.export.schedules import partitions_name
 from xeroml_pipelines.defs.keys import export_asset_key, partitions_for, warehouse_asset_key
 
 
 def load_job_name(export: ExportConfig) -> str:
-    return f"{export.name}_load"
+    return f"load_{partitions_name(export)}"
 
 
-def load_job(export: ExportConfig):
-    """The runs that load an export's partitions (a partition or a range) into its warehouse."""
-    return define_asset_job(
-        name=load_job_name(export),
-        selection=AssetSelection.assets(*(warehouse_asset_key(export, t) for t in export.tables)),
-        partitions_def=partitions_for(export),
-        description=f"Loads one partition (or a range) of every table of export {export.name!r} into its warehouse.",
-    )
+def load_jobs(exports: Sequence[ExportConfig]) -> dict[str, object]:
+    """The load job of each export with a warehouse: one per partitions definition (as the
+    export jobs; a run selects one export's load assets)."""
+    groups: dict[str, list[ExportConfig]] = {}
+    for export in exports:
+        if export.warehouse:
+            groups.setdefault(load_job_name(export), []).append(export)
+    jobs: dict[str, object] = {}
+    for name, members in groups.items():
+        job = define_asset_job(
+            name=name,
+            selection=AssetSelection.assets(*(warehouse_asset_key(e, t) for e in members for t in e.tables)),
+            partitions_def=partitions_for(members[0]),
+            description="Loads one partition (or a range) of an export's tables into its warehouse; a run selects one "
+            f"export's load assets. Exports: {', '.join(e.name for e in members)}.",
+        )
+        jobs |= {e.name: job for e in members}
+    return jobs
 
 
 def _loaded_since(context: SensorEvaluationContext, load_key: AssetKey, partition: str, storage_id: int) -> bool:
