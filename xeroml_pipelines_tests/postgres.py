@@ -25,6 +25,18 @@ def bindir() -> Path | None:
     return Path(exe).parent if exe else None
 
 
+def required_bindir() -> Path:
+    """PostgreSQL's server binaries: skips the test where they are missing, fails it in CI."""
+    import pytest
+
+    found = bindir()
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL's server binaries are not installed; .ci/run installs Debian's postgresql")
+        pytest.skip("needs PostgreSQL's server binaries (apt-get install postgresql)")
+    return found
+
+
 class Postgres:
     """`start` creates a cluster with trust auth for local connections and a database `dagster`;
     `stop` shuts the server down (SIGINT: fast shutdown) and removes the cluster."""

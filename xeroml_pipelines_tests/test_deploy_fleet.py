@@ -21,7 +21,7 @@ from xeroml_pipelines.registry.runs import missed_of, shard_of
 from xeroml_pipelines.registry.store import Registry
 from xeroml_pipelines_tests.dagster_services import CodeServer, DagsterServices
 from xeroml_pipelines_tests.emulators import REPO
-from xeroml_pipelines_tests.postgres import Postgres, bindir
+from xeroml_pipelines_tests.postgres import Postgres, required_bindir
 from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, make_provider, server_database
 
 PROJECTS = [f"p{i:02d}" for i in range(50)]
@@ -35,11 +35,7 @@ query($filter: RunsFilter) {
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, clickhouse_server, request: pytest.FixtureRequest) -> Iterator[dict]:
-    found = bindir()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL's server binaries are not installed; .ci/run installs Debian's postgresql")
-        pytest.skip("needs PostgreSQL's server binaries (apt-get install postgresql)")
+    found = required_bindir()
     root = tmp_path_factory.mktemp("fleet")
     now = datetime.now(UTC)
     tick_minute = (now.minute + 3) % 60  # the hourly schedule ticks three minutes from now

@@ -21,7 +21,7 @@ import yaml
 
 from xeroml_pipelines_tests.dagster_services import CodeServer, DagsterServices
 from xeroml_pipelines_tests.emulators import REPO
-from xeroml_pipelines_tests.postgres import Postgres, bindir
+from xeroml_pipelines_tests.postgres import Postgres, required_bindir
 
 TABLES = ("traces", "observations", "scores", "sessions")
 RUNS = """
@@ -57,11 +57,7 @@ def _hour_path(key: str) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    found = bindir()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL's server binaries are not installed; .ci/run installs Debian's postgresql")
-        pytest.skip("needs PostgreSQL's server binaries (apt-get install postgresql)")
+    found = required_bindir()
     root = tmp_path_factory.mktemp("deploy")
     now = datetime.now(UTC)
     yesterday = now.date() - timedelta(days=1)

@@ -18,7 +18,7 @@ from xeroml_pipelines.errors import ConfigError
 from xeroml_pipelines.registry.entries import parse_entry
 from xeroml_pipelines.registry.keyring import Keyring, new_key
 from xeroml_pipelines.registry.store import Registry
-from xeroml_pipelines_tests.postgres import Postgres, bindir
+from xeroml_pipelines_tests.postgres import Postgres, required_bindir
 from xeroml_pipelines_tests.support import make_provider
 
 SECRET = "sup3r-s3cret-value-never-shown"
@@ -218,11 +218,7 @@ def test_customer_endpoints_and_paths_cannot_reach_inside_the_platform(
 
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[Postgres]:
-    found = bindir()
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail("PostgreSQL's server binaries are not installed; .ci/run installs Debian's postgresql")
-        pytest.skip("needs PostgreSQL's server binaries (apt-get install postgresql)")
+    found = required_bindir()
     server = Postgres(found).start()
     try:
         yield server

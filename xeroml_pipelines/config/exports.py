@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Collection
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
@@ -17,7 +17,7 @@ from xeroml_pipelines.clickhouse.resource import (
     ReadTimeout,
     VerifyTls,
 )
-from xeroml_pipelines.config.base import Strict, TableName
+from xeroml_pipelines.config.base import Strict, TableName, distinct, not_in_future
 from xeroml_pipelines.config.destinations import Destination, env
 from xeroml_pipelines.config.fleet import FleetConfig
 from xeroml_pipelines.config.warehouses import WarehouseConfig
@@ -136,10 +136,7 @@ class ExportConfig(Strict):
     @field_validator("tables")
     @classmethod
     def _tables(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v:
-            raise ValueError("list at least one table")
-        if len(set(v)) != len(v):
-            raise ValueError(f"tables are listed twice: {sorted(t for t in set(v) if v.count(t) > 1)}")
+        distinct(v, "table")
         return v
 
     @field_validator("exclude")
@@ -208,9 +205,7 @@ class ExportConfig(Strict):
     @field_validator("start_date")
     @classmethod
     def _start(cls, v: date) -> date:
-        if v > datetime.now(UTC).date():
-            raise ValueError(f"start_date {v} is in the future")
-        return v
+        return not_in_future(v)
 
     @field_validator("end_date")
     @classmethod

@@ -3,11 +3,11 @@ per cadence, table and shard, whatever the number of projects."""
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 
 from pydantic import Field, field_validator
 
-from xeroml_pipelines.config.base import Strict, TableName
+from xeroml_pipelines.config.base import Strict, TableName, distinct, not_in_future
 from xeroml_pipelines.tables import TABLES
 from xeroml_pipelines.windows import Cadence
 
@@ -33,18 +33,19 @@ class FleetConfig(Strict):
         default=4, ge=1, le=100, description="Runs the catch-up sensor starts per tick for windows projects missed"
     )
 
-    @field_validator("cadences", "tables")
+    @field_validator("cadences")
     @classmethod
-    def _distinct(cls, v: tuple[str, ...]) -> tuple[str, ...]:
-        if not v:
-            raise ValueError("list at least one")
-        if len(set(v)) != len(v):
-            raise ValueError(f"listed twice: {sorted(x for x in set(v) if v.count(x) > 1)}")
+    def _cadences(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        distinct(v, "cadence")
+        return v
+
+    @field_validator("tables")
+    @classmethod
+    def _tables(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        distinct(v, "table")
         return v
 
     @field_validator("start_date")
     @classmethod
     def _start(cls, v: date) -> date:
-        if v > datetime.now(UTC).date():
-            raise ValueError(f"start_date {v} is in the future")
-        return v
+        return not_in_future(v)
