@@ -19,7 +19,7 @@ from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.fleet.targets import QueryGroup, open_targets, query_groups, window_span
 from xeroml_pipelines.registry.keyring import Keyring
 from xeroml_pipelines.registry.runs import RunRecord, Selection
-from xeroml_pipelines.registry.store import Registered, Registry
+from xeroml_pipelines.registry.store import Registry
 from xeroml_pipelines.windows import Cadence, Window
 
 Log = Callable[[str], None]
@@ -53,33 +53,18 @@ def run_fleet(
     keyring: Keyring | None = None,
 ) -> FleetRun:
     entries = selection.exporting
-    with ExitStack() as opened:
+    reports = {(t, w.partition): WindowReport() for t in tables for w in windows}
+    run = FleetRun({r.name: RunRecord() for r in entries}, reports)
+    with ExitStack() as opened:  # the destinations' clients, closed when the run ends
         targets, refused = open_targets(registry, entries, cadence, keyring, opened)
-        return _run(clickhouse, entries, targets, refused, tables, windows, cadence, fleet, run_id, log)
-
-
-def _run(
-    clickhouse: ClickHouseResource,
-    entries: Sequence[Registered],
-    targets: dict[str, Target],
-    refused: dict[str, ExportError],
-    tables: Sequence[str],
-    windows: Sequence[Window],
-    cadence: Cadence,
-    fleet: FleetConfig,
-    run_id: str | None,
-    log: Log,
-) -> FleetRun:
-    records = {r.name: RunRecord() for r in entries}
-    run = FleetRun(records, {(t, w.partition): WindowReport() for t in tables for w in windows})
-    for table in tables:
-        for registered in entries:
-            error = refused.get(registered.name)
-            if error and table in registered.entry.export.tables:
-                first, last = window_span(registered, cadence)
-                _failed(run, registered.name, table, [w for w in windows if covers(first, last, w)], error)
-        for group in query_groups(table, entries, targets):
-            _export_group(clickhouse, table, group, windows, fleet, run_id, log, run)
+        for table in tables:
+            for registered in entries:
+                error = refused.get(registered.name)
+                if error and table in registered.entry.export.tables:
+                    first, last = window_span(registered, cadence)
+                    _failed(run, registered.name, table, [w for w in windows if covers(first, last, w)], error)
+            for group in query_groups(table, entries, targets):
+                _export_group(clickhouse, table, group, windows, fleet, run_id, log, run)
     return run
 
 
