@@ -43,7 +43,8 @@ def _write(destination: Destination, stream: ExportStream, window: Window, write
     partition = PartitionWriter(destination, Layout(PREFIX), stream, window, fmt)
     data = _payload(writer)
     start.wait()  # the uploads overlap from their first byte
-    partition.add(Chunk(window.index, memoryview(data), rows=data.count(b"\n"), tombstones=0, invalid_utf8=0, fingerprint=writer))
+    chunk = Chunk(window.index, 0, memoryview(data), rows=data.count(b"\n"), tombstones=0, invalid_utf8=0, fingerprint=writer)
+    partition.add(chunk)
     partition.commit(QueryClock(), run_id=f"run-{writer}")
 
 
