@@ -196,10 +196,14 @@ class ExportConfig(Strict):
     @field_validator("verify_cron")
     @classmethod
     def _cron(cls, v: str | None) -> str | None:
-        from dagster._utils.schedules import is_valid_cron_string
+        from dagster import DagsterInvalidDefinitionError, ScheduleDefinition
 
-        if v is not None and not is_valid_cron_string(v):
-            raise ValueError(f"{v!r} is not a cron schedule (five fields, e.g. '30 3 * * 0')")
+        if v is None:
+            return v
+        try:  # Dagster's own cron rules, through its public API: a schedule refuses a bad one
+            ScheduleDefinition(name="verify_cron", cron_schedule=v, job_name="verify_cron")
+        except DagsterInvalidDefinitionError:
+            raise ValueError(f"{v!r} is not a cron schedule (five fields, e.g. '30 3 * * 0')") from None
         return v
 
     @field_validator("start_date")
