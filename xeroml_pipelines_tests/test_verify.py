@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import yaml
-from dagster import AssetKey, materialize
+from dagster import AssetCheckKey, AssetKey, AssetSelection, build_schedule_context, materialize
 
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.destinations.local import LocalFolder
@@ -44,16 +44,17 @@ def test_asset_check_reports_through_dagster_on_the_runs_partitions_only(exporte
     insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
     defs = build_definitions(exporter.config(tables=("traces",)))
     asset = defs.get_assets_def(AssetKey(["exp", "traces"]))
-    (check,) = [
-        c for c in defs.asset_checks if {(k.asset_key, k.name) for k in c.check_keys} == {(asset.key, "files_match_manifests")}
-    ]
-    result = materialize([asset, check], partition_key="2025-01-15", resources=defs.resources)
+    (checks,) = defs.asset_checks
+    selection = AssetSelection.assets(asset.key).without_checks() | AssetSelection.checks(
+        AssetCheckKey(asset.key, "files_match_manifests")
+    )
+    result = materialize([asset, checks], selection=selection, partition_key="2025-01-15", resources=defs.resources)
     (evaluation,) = result.get_asset_check_evaluations()
     assert evaluation.passed and evaluation.metadata["manifests"].value == 1
 
     (exporter.out / "traces" / "2025-01-15.jsonl.gz").write_bytes(b"{}\n")  # in the partition: seen
     (exporter.out / "traces" / "2025-01-09.jsonl").write_bytes(b"{}\n")  # another partition: the verify job's
-    result = materialize([asset, check], partition_key="2025-01-15", resources=defs.resources)
+    result = materialize([asset, checks], selection=selection, partition_key="2025-01-15", resources=defs.resources)
     (evaluation,) = result.get_asset_check_evaluations()
     assert not evaluation.passed and evaluation.metadata["problems"].value == 1
     assert "2025-01-15.jsonl.gz: data object without a manifest" in evaluation.description
@@ -100,18 +101,25 @@ def test_the_verify_job_checks_the_whole_destination_on_its_own_schedule(exporte
     exporter.run("2025-01-15", tables=("traces",))
     defs = build_definitions(exporter.config(tables=("traces",)))
     schedule = defs.get_schedule_def("exp_verify_schedule")
-    assert schedule.cron_schedule == "30 3 * * 0" and schedule.job_name == "exp_verify"
-    job = defs.get_job_def("exp_verify")
-    ok = job.execute_in_process(resources=None)
+    assert schedule.cron_schedule == "30 3 * * 0" and schedule.job_name == "verify_destination"
+    run_config = schedule.evaluate_tick(build_schedule_context()).run_requests[0].run_config
+    assert run_config["ops"] == {"verify_export_destination": {"config": {"export": "exp"}}}
+    job = defs.get_job_def("verify_destination")
+    ok = job.execute_in_process(run_config=run_config)
     (observation,) = [e.asset_observation_data.asset_observation for e in ok.all_events if e.is_asset_observation]
     assert ok.success and observation.metadata["verify_problems"].value == 0
 
     (exporter.out / "traces" / "2025-01-09.jsonl").write_bytes(b"{}\n")  # a partition no run looks at
-    bad = job.execute_in_process(raise_on_error=False)
+    bad = job.execute_in_process(run_config=run_config, raise_on_error=False)
     assert not bad.success
     (failure,) = bad.get_step_failure_events()
     assert "1 problem(s)" in failure.step_failure_data.user_failure_data.description
     assert "2025-01-09.jsonl: data object without a manifest" in failure.step_failure_data.user_failure_data.description
+    unknown = job.execute_in_process(
+        run_config={"ops": {"verify_export_destination": {"config": {"export": "nope"}}}}, raise_on_error=False
+    )
+    (failure,) = unknown.get_step_failure_events()
+    assert failure.step_failure_data.user_failure_data.description == "no export named 'nope'; the configuration has: exp"
     without = build_definitions(exporter.config(tables=("traces",), verify_cron=None))
     assert "exp_verify_schedule" not in {s.name for s in without.schedules}
 

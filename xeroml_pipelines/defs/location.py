@@ -27,8 +27,8 @@ from xeroml_pipelines.defs.warehouse.sensors import load_jobs as load_jobs_of
 
 def export_resources(export: ExportConfig) -> dict[str, Any]:
     # One destination configuration serves the IO manager (nested in it) and, under its own key,
-    # the checks, the loads and the verify job (a sensor opens its own: sensors see only the
-    # top-level resources). Dagster initializes each use on its own; clients are created on
+    # the checks and the loads (a sensor and the verify job, which serves every export, open
+    # their own: sensors see only the top-level resources). Dagster initializes each use on its own; clients are created on
     # first use, so a step pays only for the one it uses.
     destination = export.destination.resource()
     resources: dict[str, Any] = {
@@ -54,7 +54,7 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
     # per export at the top made loading quadratic in the number of exports.
     bound = {e.name: export_resources(e) for e in config.exports}
     jobs = export_jobs(config.exports)
-    verify_jobs = {e.name: verify_job(e, bound[e.name]) for e in config.exports}
+    verify = verify_job(config.exports)
     load_jobs = load_jobs_of(config.exports)
     resources: dict[str, Any] = {"clickhouse": clickhouse}
     alerts = []
@@ -67,10 +67,10 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
     if fleet:
         resources |= {REGISTRY_KEY: RegistryResource(), SCOPE_KEY: FleetScope()}
     return Definitions(
-        jobs=[*_distinct(jobs), *verify_jobs.values(), *_distinct(load_jobs), *fleet_jobs.values()],
+        jobs=[*_distinct(jobs), *([verify] if config.exports else []), *_distinct(load_jobs), *fleet_jobs.values()],
         schedules=[
             *(build_export_schedule(e, jobs[e.name]) for e in config.exports),
-            *(build_verify_schedule(e, verify_jobs[e.name]) for e in config.exports if e.verify_cron),
+            *(build_verify_schedule(e, verify) for e in config.exports if e.verify_cron),
             *(build_fleet_schedule(fleet, c, job) for c, job in fleet_jobs.items() if fleet),
         ],
         assets=[
@@ -81,7 +81,7 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
             ),
             *(build_fleet_assets(fleet, alerts=config.alerts is not None) if fleet else ()),
         ],
-        asset_checks=[c for e in config.exports for c in build_export_checks(e, bound[e.name])],
+        asset_checks=[build_export_checks(e, bound[e.name]) for e in config.exports],
         sensors=[
             *(build_load_sensor(e, load_jobs[e.name]) for e in config.exports if e.warehouse),
             *(build_late_data_sensor(e) for e in config.exports if e.recheck_days),

@@ -23,11 +23,13 @@ from dagster import (
 )
 
 from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.defs.export.checks import FILES, RECOUNT
+from xeroml_pipelines.defs.export.verify import verify_run_config
 from xeroml_pipelines.defs.keys import export_asset_key, partitions_for
 from xeroml_pipelines.windows import closed_window, partition_key
 
 # The checks each export run includes, on its partitions (the whole destination is verify.py's job).
-RUN_CHECKS = ("files_match_manifests", "recount_matches_manifest")
+RUN_CHECKS = (FILES, RECOUNT)
 
 
 def partitions_name(export: ExportConfig) -> str:
@@ -99,5 +101,6 @@ def build_verify_schedule(export: ExportConfig, job: JobDefinition) -> ScheduleD
         job=job,
         cron_schedule=export.verify_cron,
         execution_timezone="UTC",
+        run_config=verify_run_config(export),
         default_status=DefaultScheduleStatus.RUNNING,
     )

@@ -1,40 +1,59 @@
-"""Per export: the verify job, the whole destination against every manifest (what `xeroml
-verify` does). Its cost grows with the history (one manifest read per partition ever exported),
-so it is not part of export runs: it runs on its own schedule (`verify_cron`, weekly by default)."""
+"""The verify job: one export's whole destination against every manifest (what `xeroml verify`
+does). Its cost grows with the history (one manifest read per partition ever exported), so it is
+not part of export runs: each export's schedule (`verify_cron`, weekly by default) runs it with
+the export's name as config.
 
-from collections.abc import Mapping
-from typing import Any
+One job serves every export: a job per export added an op and a job to resolve per export when
+the code location loads."""
 
-from dagster import AssetObservation, Failure, JobDefinition, MetadataValue, OpExecutionContext, job, op
+from collections.abc import Sequence
+
+from dagster import AssetObservation, Config, Failure, JobDefinition, MetadataValue, OpExecutionContext, RunConfig, job, op
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.keys import destination_key, export_asset_key, resource
-from xeroml_pipelines.destinations.base import Destination
+from xeroml_pipelines.defs.keys import export_asset_key, open_destination
 from xeroml_pipelines.export.verify import verify
 
+VERIFY_JOB = "verify_destination"
+_OP = "verify_export_destination"
 
-def verify_job(export: ExportConfig, resources: Mapping[str, Any]) -> JobDefinition:
-    key = destination_key(export)
 
-    @op(name=f"{export.name}_verify_destination", required_resource_keys={key})
-    def _verify(context: OpExecutionContext) -> None:
-        destination = resource(context.resources, key, Destination)
-        problems: list[str] = []
-        for table in export.tables:
-            report = verify(destination, export.object_layout(), table)
-            problems += report.problems
-            # on each table's asset page, next to its materializations
-            context.log_event(
-                AssetObservation(
-                    asset_key=export_asset_key(export, table),
-                    description="Whole-destination verification: " + ("ok" if report.ok else "; ".join(report.problems[:20])),
-                    metadata={
-                        "verified_manifests": MetadataValue.int(report.manifests),
-                        "verified_objects": MetadataValue.int(report.objects),
-                        "verify_problems": MetadataValue.int(len(report.problems)),
-                    },
-                )
+class VerifyConfig(Config):
+    export: str
+
+
+def verify_run_config(export: ExportConfig) -> RunConfig:
+    return RunConfig(ops={_OP: VerifyConfig(export=export.name)})
+
+
+def verify_job(exports: Sequence[ExportConfig]) -> JobDefinition:
+    by_name = {e.name: e for e in exports}
+
+    @op(name=_OP)
+    def _verify(context: OpExecutionContext, config: VerifyConfig) -> None:
+        export = by_name.get(config.export)
+        if export is None:
+            raise Failure(
+                description=f"no export named {config.export!r}; the configuration has: {', '.join(by_name)}",
+                allow_retries=False,
             )
+        problems: list[str] = []
+        with open_destination(export) as destination:
+            for table in export.tables:
+                report = verify(destination, export.object_layout(), table)
+                problems += report.problems
+                # on each table's asset page, next to its materializations
+                context.log_event(
+                    AssetObservation(
+                        asset_key=export_asset_key(export, table),
+                        description="Whole-destination verification: " + ("ok" if report.ok else "; ".join(report.problems[:20])),
+                        metadata={
+                            "verified_manifests": MetadataValue.int(report.manifests),
+                            "verified_objects": MetadataValue.int(report.objects),
+                            "verify_problems": MetadataValue.int(len(report.problems)),
+                        },
+                    )
+                )
         if problems:
             raise Failure(
                 description=f"{len(problems)} problem(s) in {export.destination.location}: " + "; ".join(problems[:20]),
@@ -43,9 +62,9 @@ def verify_job(export: ExportConfig, resources: Mapping[str, Any]) -> JobDefinit
             )
 
     @job(
-        name=f"{export.name}_verify",
-        resource_defs={key: resources[key]},
-        description=f"Lists export {export.name!r}'s whole destination and reads every manifest (as `xeroml verify`).",
+        name=VERIFY_JOB,
+        description="Lists one export's whole destination and reads every manifest (as `xeroml verify`); "
+        "the export's name is the run's config.",
     )
     def _job() -> None:
         _verify()
