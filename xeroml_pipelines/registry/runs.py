@@ -32,21 +32,24 @@ class Selection:
 def select_due(registry: Registry, cadence: str, shard: int, shards: int, wanted: Collection[str] = ()) -> Selection:
     """The registered exports of `cadence` in `shard`; with `wanted` (export names or project
     ids) only those. A wanted name that is not registered is an error, not an empty run."""
-    entries = registry.all()
+    listed = registry.listing()
     if wanted:
-        known = {r.name for r in entries} | {r.entry.export.project_id for r in entries}
+        known = {r.name for r in listed} | {r.project_id for r in listed}
         if unknown := sorted(set(wanted) - known):
             raise ConfigError(f"no registered export or project {', '.join(map(repr, unknown))} (`xeroml destinations list`)")
     chosen = [
         r
-        for r in entries
-        if r.entry.export.cadence == cadence
-        and shard_of(r.entry.export.project_id, shards) == shard
-        and (not wanted or r.name in wanted or r.entry.export.project_id in wanted)
+        for r in listed
+        if r.cadence == cadence
+        and shard_of(r.project_id, shards) == shard
+        and (not wanted or r.name in wanted or r.project_id in wanted)
+        and (r.enabled or r.disabled_by == "platform")
     ]
+    # only the shard's entries are validated and read with their credentials' names
+    entries = registry.some([r.name for r in chosen])
     return Selection(
-        exporting=[r for r in chosen if r.entry.enabled],
-        disabled_by_platform=[r for r in chosen if not r.entry.enabled and r.disabled_by == "platform"],
+        exporting=[r for r in entries if r.entry.enabled],
+        disabled_by_platform=[r for r in entries if not r.entry.enabled and r.disabled_by == "platform"],
     )
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -96,6 +96,18 @@ class Registered:
         return self.entry.export.name
 
 
+@dataclass(frozen=True)
+class Listed:
+    """What choosing a run's exports needs of an entry, read without validating it or its
+    credentials: a schedule's tick reads every entry."""
+
+    name: str
+    project_id: str
+    cadence: str
+    enabled: bool
+    disabled_by: str | None
+
+
 class Registry:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_url()
@@ -173,6 +185,25 @@ class Registry:
         with self._errors(), self._engine.connect() as conn:
             rows = conn.execute(select(EXPORTS).order_by(EXPORTS.c.name)).mappings().all()
         return [_registered(r) for r in rows]
+
+    def listing(self) -> list[Listed]:
+        columns = (EXPORTS.c.name, EXPORTS.c.project_id, EXPORTS.c.enabled, EXPORTS.c.disabled_by, EXPORTS.c.spec)
+        with self._errors(), self._engine.connect() as conn:
+            rows = conn.execute(select(*columns).order_by(EXPORTS.c.name)).all()
+        return [
+            Listed(name, project_id, json.loads(spec)["cadence"], bool(enabled), disabled_by)
+            for name, project_id, enabled, disabled_by, spec in rows
+        ]
+
+    def some(self, names: Collection[str]) -> list[Registered]:
+        """The entries of `names` (those registered), by name."""
+        found: list[Registered] = []
+        chosen = sorted(names)
+        with self._errors(), self._engine.connect() as conn:
+            for start in range(0, len(chosen), 500):
+                query = select(EXPORTS).where(EXPORTS.c.name.in_(chosen[start : start + 500])).order_by(EXPORTS.c.name)
+                found += [_registered(r) for r in conn.execute(query).mappings()]
+        return found
 
     def set_enabled(self, name: str, enabled: bool, reason: str | None = None) -> None:
         """By the entry's owner. Enabling it keeps the windows the platform recorded as missed:

@@ -53,8 +53,7 @@ def build_fleet_schedule(fleet: FleetConfig, cadence: Cadence, job) -> ScheduleD
             return
         registry = xeroml_registry.open()
         try:
-            exports = [r.entry.export for r in registry.all() if r.entry.enabled]
-            projects = {e.project_id for e in exports if e.cadence == cadence}
+            projects = {r.project_id for r in registry.listing() if r.enabled and r.cadence == cadence}
         finally:
             registry.close()
         shards = sorted({shard_of(p, fleet.shards) for p in projects})

@@ -30,7 +30,7 @@ def build_catch_up_sensor(fleet: FleetConfig, jobs: list) -> SensorDefinition:
         registry = xeroml_registry.open()
         try:
             missed = due_missed(registry)
-            projects = {r.name: r.entry.export.project_id for r in registry.all()}
+            projects = {r.name: r.project_id for r in registry.listing()}
         finally:
             registry.close()
         runs: dict[tuple[str, str, int], list[Missed]] = {}
