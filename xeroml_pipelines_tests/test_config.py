@@ -132,6 +132,16 @@ def test_duplicate_export_names_and_shared_locations_are_rejected() -> None:
     )
     with pytest.raises(ConfigError, match="overlapping locations"):
         parse_config(shared)
+    # one inside another's, with a sibling sorting between them: still found
+    local = "{{provider: local, path: /data/exports, prefix: {}}}"
+    nested = VALID + "".join(
+        f"  - {{name: {name}, project_id: p, start_date: 2025-01-01, destination: {local.format(prefix)}}}\n"
+        for name, prefix in (("inner", "xeroml-export/inner"), ("sibling", "xeroml-export-b"))
+    )
+    with pytest.raises(ConfigError, match="exports 'nightly' and 'inner' write to overlapping locations"):
+        parse_config(nested)
+    # a common start of the name is not an overlap
+    parse_config(nested.replace("prefix: xeroml-export/inner", "prefix: xeroml-exporter"))
 
 
 @pytest.mark.parametrize(
