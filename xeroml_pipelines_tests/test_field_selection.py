@@ -128,3 +128,32 @@ def test_duckdb_table_follows_the_selection_and_a_column_taken_back(exporter: Ex
     with duckdb.connect(str(wh)) as con:
         rows = con.execute("SELECT id, input, timestamp IS NOT NULL FROM xeroml_traces ORDER BY id").fetchall()
     assert rows == [("a", None, False), ("b", '{"q":"hi"}', True)]
+
+
+@pytest.mark.parametrize("file_format", ["jsonl", "parquet"])
+def test_a_reload_takes_the_columns_of_the_file_not_of_todays_config(
+    exporter: Exporter, tmp_path: Path, file_format: str
+) -> None:
+    """A partition exported with `input` left out, loaded again after `exclude:` was emptied:
+    the load reads the columns its manifest lists, not the ones the configuration names now."""
+    insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00")])
+    wh = tmp_path / "w.duckdb"
+
+    def defs(exclude: dict):
+        config = exporter.config(
+            tables=("traces",), exclude=exclude, format=file_format, warehouse={"type": "duckdb", "path": str(wh)}
+        )
+        return build_definitions(config)
+
+    then = defs({"traces": ["input"]})
+    export = then.get_assets_def(AssetKey(["exp", "traces"]))
+    assert materialize([export], partition_key="2025-01-15", resources=then.resources).success
+
+    now = defs({})
+    load = now.get_assets_def(AssetKey(["exp", "warehouse", "traces"]))
+    result = materialize([export, load], selection=[load.key], partition_key="2025-01-15", resources=now.resources)
+    assert result.success
+    with duckdb.connect(str(wh)) as con:
+        columns = [r[0] for r in con.execute("DESCRIBE xeroml_traces").fetchall()]
+        assert con.execute("SELECT id, name FROM xeroml_traces").fetchall() == [("a", "chat")]
+    assert "input" not in columns and "output" in columns  # the file's columns

@@ -19,6 +19,7 @@ class ExportedPartition(BaseModel):
     sha256: str | None
     file_format: FileFormat = "jsonl"
     compression: str
+    excluded: list[str] = []  # the columns its file leaves out, as exported (the config may have changed since)
 
     @classmethod
     def of(cls, manifest: Manifest, manifest_uri: str) -> ExportedPartition:
@@ -33,4 +34,5 @@ class ExportedPartition(BaseModel):
             sha256=manifest.sha256,
             file_format=manifest.file_format,
             compression=manifest.compression,
+            excluded=manifest.excluded,
         )

@@ -58,7 +58,11 @@ def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> As
         # one partition arrives bare, a range as a dict: loaded oldest first
         parts = [exported] if isinstance(exported, ExportedPartition) else [exported[k] for k in sorted(exported)]
         for part in parts:
-            result = warehouse.load(table, part.object_key, export.project_id, source, export.excluded(table), part.file_format)
+            # the file's own columns and format, from its manifest: `exclude:` may have been
+            # edited since this partition was exported
+            result = warehouse.load(
+                table, part.object_key, export.project_id, source, frozenset(part.excluded), part.file_format
+            )
             context.log.info(f"{table} {part.partition}: {result.rows_in_file} lines merged into {result.target}")
             context.add_asset_metadata(
                 {
