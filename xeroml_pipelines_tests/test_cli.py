@@ -176,6 +176,26 @@ def test_cli_runs_include_the_asset_checks(seeded: Path) -> None:
     assert "recount_matches_manifest failed" not in done.stdout
 
 
+def test_a_failed_files_check_is_never_loaded(seeded: Path) -> None:
+    """With a warehouse: the partition whose files disagree with their manifests is exported and
+    reported, its load skipped, and the command fails; once the stray object goes, it loads."""
+    fields = {"name": "main", "project_id": "demo", "start_date": "2025-01-13", "retries": 0}
+    fields |= {"destination": {"provider": "local", "path": str(seeded / "out-wh")}}
+    fields |= {"warehouse": {"type": "duckdb", "path": str(seeded / "checked.duckdb")}}
+    config = seeded / "with-warehouse.yaml"
+    config.write_text(yaml.safe_dump({"clickhouse": {"url": f"chdb://{seeded / 'db'}"}, "exports": [fields]}))
+    assert _xeroml(seeded, config, "export", DAY).returncode == 0
+    stray = seeded / "out-wh" / "traces" / f"{DAY}.jsonl.gz"
+    stray.write_text('{"id": "left over by hand"}\n')
+    done = _xeroml(seeded, config, "export", DAY)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "check traces files_match_manifests failed" in done.stdout
+    assert f"main {DAY} .. {DAY}: load skipped: files_match_manifests failed" in done.stdout
+    assert "loaded into duckdb" not in done.stdout
+    stray.unlink()
+    assert _xeroml(seeded, config, "export", DAY).returncode == 0
+
+
 def test_one_projects_exports_by_project(seeded: Path, tmp_path: Path) -> None:
     """`--project` picks the exports of a project, for export and verify; a project no export has,
     or one that no `--export` given belongs to, is a mistake, not an empty success."""

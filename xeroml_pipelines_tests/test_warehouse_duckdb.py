@@ -8,7 +8,7 @@ from pathlib import Path
 
 import duckdb
 import pytest
-from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
+from dagster import AssetKey, AssetSelection, DagsterInstance, build_sensor_context, materialize
 
 from xeroml_pipelines.definitions import build_definitions
 from xeroml_pipelines.destinations.local import LocalFolder
@@ -111,34 +111,60 @@ def test_failed_load_changes_nothing(tmp_path: Path) -> None:
     assert [x[0] for x in _rows(wh)] == ["a"]
 
 
-def test_sensor_requests_the_load_of_each_exported_partition(exporter: Exporter, tmp_path: Path) -> None:
-    insert(exporter.ch, "traces", [trace("a", "2025-01-15 10:00"), trace("b", "2025-01-16 10:00")])
+def test_sensor_loads_each_partition_its_checked_export_wrote(exporter: Exporter, tmp_path: Path) -> None:
+    """Each partition exported by a run that succeeded is loaded, once; one whose files check
+    failed (a blocking check: its run failed) is not, neither by the sensor nor in its own run."""
+    insert(exporter.ch, "traces", [trace(x, f"2025-01-{d} 10:00") for x, d in (("a", 15), ("b", 16), ("c", 17))])
     defs = build_definitions(exporter.config(warehouse={"type": "duckdb", "path": str(tmp_path / "w.duckdb")}))
     sensor = next(s for s in defs.sensors if s.name == "exp_warehouse_load")
-    exports = [defs.get_assets_def(AssetKey(["exp", t])) for t in ("traces", "sessions")]
-    with DagsterInstance.ephemeral() as instance:
-        for day in ("2025-01-15", "2025-01-16"):
-            materialize(exports, partition_key=day, resources=defs.resources, instance=instance)
-        ctx = build_sensor_context(instance=instance, definitions=defs)
-        requests = list(sensor(ctx))
-        assert [(r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in requests] == [
-            ("2025-01-15", ["exp/warehouse/sessions", "exp/warehouse/traces"]),
-            ("2025-01-16", ["exp/warehouse/sessions", "exp/warehouse/traces"]),
-        ]
-        # nothing new: nothing requested; a re-export: requested again, with a new run key
-        ctx = build_sensor_context(instance=instance, definitions=defs, cursor=ctx.cursor)
-        assert list(sensor(ctx)) == []
-        materialize(exports[:1], partition_key="2025-01-15", resources=defs.resources, instance=instance)
-        ctx2 = build_sensor_context(instance=instance, definitions=defs, cursor=ctx.cursor)
-        (again,) = list(sensor(ctx2))
-        assert again.partition_key == "2025-01-15" and [k.path[-1] for k in again.asset_selection] == ["traces"]
-        assert again.run_key not in {r.run_key for r in requests}
+    tables = ("traces", "sessions")
+    exports = [defs.get_assets_def(AssetKey(["exp", t])) for t in tables]
+    (checks,) = defs.asset_checks
+    loads = [defs.get_assets_def(AssetKey(["exp", "warehouse", t])) for t in tables]
 
-        # an export and its load in one run (as `xeroml export` runs them): nothing left to load
-        loads = [defs.get_assets_def(AssetKey(["exp", "warehouse", t])) for t in ("traces", "sessions")]
-        materialize(exports + loads, partition_key="2025-01-16", resources=defs.resources, instance=instance)
-        ctx3 = build_sensor_context(instance=instance, definitions=defs, cursor=ctx2.cursor)
-        assert list(sensor(ctx3)) == []
+    def export(day: str, *keys: AssetKey, with_loads: bool = False):
+        selection = AssetSelection.assets(*(keys or [a.key for a in exports]))  # with their checks
+        if with_loads:
+            selection |= AssetSelection.assets(*(a.key for a in loads))
+        return materialize(
+            [*exports, checks, *loads],
+            selection=selection,
+            partition_key=day,
+            resources=defs.resources,
+            instance=instance,
+            raise_on_error=False,
+        )
+
+    with DagsterInstance.ephemeral() as instance:
+        cursor = None
+
+        def requested() -> list[tuple[str, list[str]]]:
+            nonlocal cursor
+            ctx = build_sensor_context(instance=instance, definitions=defs, cursor=cursor)
+            found = [(r.partition_key, sorted(k.path[-1] for k in r.asset_selection)) for r in sensor(ctx)]
+            cursor = ctx.cursor
+            return found
+
+        assert export("2025-01-15").success and export("2025-01-16").success
+        (exporter.out / "traces" / "2025-01-17.jsonl.gz").write_text('{"id": "left over by hand"}\n')
+        stray = export("2025-01-17")
+        assert not stray.success  # the blocking check fails the run; the files stay committed
+        failed = {(e.asset_key.path[-1], e.check_name) for e in stray.get_asset_check_evaluations() if not e.passed}
+        assert failed == {("traces", "files_match_manifests")}
+        assert requested() == [("2025-01-15", ["sessions", "traces"]), ("2025-01-16", ["sessions", "traces"])]
+        assert requested() == []  # nothing new
+
+        # a re-export is loaded again; an export and its load in one run leaves nothing to load
+        assert export("2025-01-15", exports[0].key).success
+        assert requested() == [("2025-01-15", ["traces"])]
+        (exporter.out / "traces" / "2025-01-17.jsonl.gz").unlink()
+        assert export("2025-01-17", with_loads=True).success and requested() == []
+
+        # in one run with its export, a load never follows a failed files check
+        (exporter.out / "traces" / "2025-01-16.jsonl.gz").write_text('{"id": "left over by hand"}\n')
+        both = export("2025-01-16", with_loads=True)
+        loaded = {e.asset_key.path[-1] for e in both.get_asset_materialization_events() if "warehouse" in e.asset_key.path}
+        assert not both.success and "traces" not in loaded and requested() == []
 
 
 def test_warehouse_holds_exactly_the_latest_live_records(exporter: Exporter, tmp_path: Path) -> None:

@@ -208,13 +208,22 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
         if not evaluation.passed:
             what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
             print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
-    if not result.success:
+    # a blocking check that failed fails the run after the export committed: the files are
+    # reported (above), not undone, and never loaded
+    checked_out = not result.success and all(
+        e.step_failure_data.error is not None and e.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
+        for e in result.get_step_failure_events()
+    )
+    if not result.success and not checked_out:
         # a failed run may still have committed its earlier partitions (README: range runs)
         cause = failure_line(result, verbose)
         for key in group:
             if len(exported[key]) < len(export.tables):
                 progress.done += 1
                 print(f"{export.name} {key}: FAILED: {cause}  {progress.line()}", flush=True)
+        return False
+    if export.warehouse and checked_out:
+        print(f"{export.name} {group[0]} .. {group[-1]}: load skipped: files_match_manifests failed", flush=True)
         return False
     if export.warehouse:
         loaded = run(load_job_name(export), [warehouse_asset_key(export, t) for t in export.tables], [])

@@ -35,6 +35,8 @@ from xeroml_pipelines.windows import Window, windows_for
 
 FILES = "files_match_manifests"
 RECOUNT = "recount_matches_manifest"
+# The checks each export run includes, on its partitions (the whole destination is verify.py's job).
+RUN_CHECKS = (FILES, RECOUNT)
 _DESCRIPTIONS = {
     FILES: "For the partitions just exported: each manifest's object exists with its size, and a listing of the "
     "partition shows no data object without a manifest.",
@@ -90,7 +92,14 @@ def build_export_checks(export: ExportConfig, resources: Mapping[str, Any]) -> A
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PreviewWarning)  # partitioned asset checks
         specs = [
-            AssetCheckSpec(check, asset=export_asset_key(export, t), description=text, partitions_def=partitions_def)
+            AssetCheckSpec(
+                check,
+                asset=export_asset_key(export, t),
+                description=text,
+                partitions_def=partitions_def,
+                # a load never follows files that disagree with their manifests
+                blocking=check == FILES,
+            )
             for t in export.tables
             for check, text in _DESCRIPTIONS.items()
         ]

@@ -23,13 +23,10 @@ from dagster import (
 )
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.checks import FILES, RECOUNT
+from xeroml_pipelines.defs.export.checks import RUN_CHECKS
 from xeroml_pipelines.defs.export.verify import verify_run_config
 from xeroml_pipelines.defs.keys import export_asset_key, partitions_for
 from xeroml_pipelines.windows import closed_window, partition_key
-
-# The checks each export run includes, on its partitions (the whole destination is verify.py's job).
-RUN_CHECKS = (FILES, RECOUNT)
 
 
 def partitions_name(export: ExportConfig) -> str:

@@ -60,9 +60,7 @@ def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> As
         for part in parts:
             # the file's own columns and format, from its manifest: `exclude:` may have been
             # edited since this partition was exported
-            result = warehouse.load(
-                table, part.object_key, export.project_id, source, frozenset(part.excluded), part.file_format
-            )
+            result = warehouse.load(table, part.object_key, export.project_id, source, frozenset(part.excluded), part.file_format)
             context.log.info(f"{table} {part.partition}: {result.rows_in_file} lines merged into {result.target}")
             context.add_asset_metadata(
                 {

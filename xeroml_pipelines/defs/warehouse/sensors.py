@@ -1,5 +1,10 @@
-"""The load jobs and, per export, its sensor: an export partition materialized -> a run of its
-load job that loads that partition."""
+"""The load jobs and, per export, its sensor: an export partition materialized by a run that
+succeeded (its blocking files check passed) -> a run of its load job that loads that partition.
+
+A sensor, not an automation condition on the load assets: Dagster (1.13) records a partitioned
+check's result for a run's whole partition range, not per partition, so a condition waiting for
+the blocking check (`all_deps_blocking_checks_passed`) never sees it pass for a partition that a
+range run (a backfill) exported, and would never load a backfill."""
 
 import json
 from collections import defaultdict
@@ -9,6 +14,7 @@ from dagster import (
     AssetKey,
     AssetRecordsFilter,
     AssetSelection,
+    DagsterRunStatus,
     DefaultSensorStatus,
     RunRequest,
     SensorDefinition,
@@ -20,6 +26,10 @@ from dagster import (
 from xeroml_pipelines.config import ExportConfig
 from xeroml_pipelines.defs.export.schedules import partitions_name
 from xeroml_pipelines.defs.keys import export_asset_key, partitions_for, warehouse_asset_key
+
+# A run whose outcome is known; a run missing from the instance (deleted) counts as finished
+# and failed: nothing waits on it forever.
+FINISHED = {DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED, None}
 
 
 def load_job_name(export: ExportConfig) -> str:
@@ -63,20 +73,34 @@ def build_load_sensor(export: ExportConfig, job) -> SensorDefinition:
         job=job,
         minimum_interval_seconds=30,
         default_status=DefaultSensorStatus.RUNNING,
-        description=f"Loads each partition of export {export.name!r} into its warehouse once it is exported.",
+        description=f"Loads each partition of export {export.name!r} into its warehouse once it is exported and its "
+        "run (with its blocking files_match_manifests check) succeeded.",
     )
     def _sensor(context: SensorEvaluationContext):
-        # cursor: the last materialization seen per watched asset (its event storage id)
+        # cursor: the last materialization handled per watched asset (its event storage id)
         cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
         # partition -> {load asset: storage id of the export materialization that asks for it}
         loads: dict[str, dict[AssetKey, int]] = defaultdict(dict)
+        outcome: dict[str, DagsterRunStatus | None] = {}  # per run: its status, once looked up
         for export_key, load_key in watched.items():
             name = export_key.to_user_string()
             records = context.instance.fetch_materializations(
                 AssetRecordsFilter(asset_key=export_key, after_storage_id=cursor.get(name)), limit=1000, ascending=True
             ).records
             for record in records:
-                if record.partition_key and not _loaded_since(context, load_key, record.partition_key, record.storage_id):
+                if record.run_id not in outcome:
+                    run = context.instance.get_run_by_id(record.run_id)
+                    outcome[record.run_id] = run.status if run else None
+                if outcome[record.run_id] not in FINISHED:
+                    break  # its checks have not all run yet: seen again next tick
+                # A run fails when the export's files disagree with their manifests (a blocking
+                # check), or when any of its steps failed: its files are not loaded unchecked.
+                succeeded = outcome[record.run_id] == DagsterRunStatus.SUCCESS
+                if (
+                    succeeded
+                    and record.partition_key
+                    and not _loaded_since(context, load_key, record.partition_key, record.storage_id)
+                ):
                     loads[record.partition_key][load_key] = record.storage_id
                 cursor[name] = record.storage_id
         for partition, requested in sorted(loads.items()):
