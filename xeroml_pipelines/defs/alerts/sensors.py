@@ -4,13 +4,13 @@ is fresh again. Dagster's freshness daemon judges each asset; this sensor reads 
 import json
 
 from dagster import DefaultSensorStatus, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
-from dagster._core.definitions.freshness import FreshnessState
 
 from xeroml_pipelines.config import XeroMLConfig
 from xeroml_pipelines.defs.alerts.resources import SlackWebhook
 from xeroml_pipelines.defs.keys import export_asset_key
 
 ALERT_WEBHOOK_KEY = "alert_webhook"
+PASS, FAIL = "PASS", "FAIL"  # the freshness verdicts that are reported
 
 
 def build_freshness_alert_sensor(config: XeroMLConfig) -> SensorDefinition:
@@ -27,18 +27,19 @@ def build_freshness_alert_sensor(config: XeroMLConfig) -> SensorDefinition:
         reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         late, recovered = [], []
         for key, record in context.instance.get_freshness_state_records(list(exports)).items():
-            name, state = key.to_user_string(), record.freshness_state
+            # Dagster's FreshnessState is a str enum outside its public API: read as its text
+            name, state = key.to_user_string(), str(getattr(record.freshness_state, "value", record.freshness_state))
             before = reported.get(name)
-            if state == FreshnessState.FAIL and before != FreshnessState.FAIL.value:
+            if state == FAIL and before != FAIL:
                 export = exports[key]
                 late.append(
                     f"{name}: no partition exported within {export.freshness_deadline_minutes} min "
                     f"(lag + grace) after its {export.cadence} window closed, since {record.updated_at:%Y-%m-%d %H:%M} UTC"
                 )
-            elif state == FreshnessState.PASS and before == FreshnessState.FAIL.value:
+            elif state == PASS and before == FAIL:
                 recovered.append(f"{name}: fresh again")
-            if state in (FreshnessState.PASS, FreshnessState.FAIL):
-                reported[name] = state.value
+            if state in (PASS, FAIL):
+                reported[name] = state
         if late or recovered:
             lines = ([":red_circle: xeroml exports are late"] + late if late else []) + (
                 [":large_green_circle: xeroml exports caught up"] + recovered if recovered else []
