@@ -30,12 +30,12 @@ def export(destination: Destination, layout: Layout, stream: ExportStream, run_i
     objects are committed when its query ends. A failure aborts the group's uploads, leaving
     earlier groups committed and this and later ones untouched."""
     return_freed_memory()
-    clock = QueryClock()
     manifests: list[Manifest] = []
     fmt = format_for(layout.file_format, layout.compression, stream.table, stream.exclude)
     size = partitions_per_query(destination, fmt) or len(stream.windows)
     for first in range(0, len(stream.windows), size):
         group = stream.windows[first : first + size]
+        clock = QueryClock()  # this group's query: its manifests' query_started_at and query_seconds
         writers = {window.index: PartitionWriter(destination, layout, stream, window, fmt) for window in group}
         try:
             # three stages on their own threads: ClickHouse -> cutting into partitions -> compress and upload (here)

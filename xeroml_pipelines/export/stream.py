@@ -31,8 +31,8 @@ class BatchSource(Protocol):
 @dataclass(frozen=True)
 class ExportStream:
     """One or several consecutive partitions (a range backfill) of one table, one file each.
-    The writer chooses how many partitions one `source.open` feeds (how many files it can have
-    open at once)."""
+    How many partitions one `source.open` feeds is `engine.partitions_per_query`'s choice (how
+    many files the destination can have open at once)."""
 
     export_name: str
     project_id: str

@@ -21,7 +21,7 @@ from xeroml_pipelines.windows import windows_for
 
 
 class ExportIOManager(ConfigurableIOManager):
-    destination: Destination  # each provider's IO manager narrows the type (providers.py)
+    destination: Destination  # each provider's IO manager narrows the type (local.py, s3.py, gcs.py, azure.py)
     file_format: FileFormat = "jsonl"
     compression: Codec = "none"
     layout: LayoutStyle = "dated"

@@ -65,11 +65,11 @@ def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> As
         kinds={"clickhouse", "parquet" if export.format == "parquet" else "json"},
         description=spec.description + f" Project {export.project_id!r}, {export.mode} mode, {export.format} files.",
         metadata={"project_id": export.project_id, "mode": export.mode, "cadence": export.cadence},
-        # Transient destination/ClickHouse failures are retried; permanent ones raise
-        # Failure(allow_retries=False) and stop at once.
         backfill_policy=BackfillPolicy.multi_run(max_partitions_per_run=export.max_partitions_per_run),
         pool=CLICKHOUSE_POOL,
         freshness_policy=freshness_policy(export),
+        # Transient destination/ClickHouse failures are retried; permanent ones raise
+        # Failure(allow_retries=False) and stop at once.
         retry_policy=RetryPolicy(
             max_retries=export.retries, delay=export.retry_delay_s, backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS
         )
