@@ -62,6 +62,15 @@ def validate_env_name(value: str) -> str:
 EnvVarName = Annotated[str, AfterValidator(validate_env_name)]
 
 
+def validate_table_prefix(value: str) -> str:
+    """What goes before each table's name in a warehouse: with any table name, a plain
+    identifier, so the loads' SQL needs no quoting (empty: the bare table names)."""
+    return validate_identifier(value + "t", "table_prefix")[:-1]
+
+
+TablePrefix = Annotated[str, AfterValidator(validate_table_prefix)]
+
+
 def _database_name(value: str) -> str:
     return validate_identifier(value, "database")
 

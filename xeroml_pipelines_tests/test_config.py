@@ -279,3 +279,31 @@ exports:
         parse_config(base % "compression: snappy")
     with pytest.raises(ConfigError, match="format"):
         parse_config(base % "format: csv")
+
+
+@pytest.mark.parametrize(
+    ("destination", "warehouse"),
+    [
+        ("{provider: local, path: /d}", "{type: duckdb, path: w.duckdb"),
+        ("{provider: gcs, bucket: bkt}", "{type: bigquery, project: p, dataset: d"),
+        (
+            "{provider: s3, bucket: bkt}",
+            "{type: snowflake, account: a, user: u, password_env: P, database: D, warehouse: W, stage: S",
+        ),
+        (
+            "{provider: s3, bucket: bkt}",
+            "{type: redshift, host: h, database: d, user: u, password_env: P, iam_role_arn: 'arn:aws:iam::123456789012:role/r'",
+        ),
+    ],
+)
+def test_every_warehouses_table_prefix_is_a_plain_identifier(destination: str, warehouse: str) -> None:
+    """The loads put the prefix into SQL unquoted: in each warehouse it is checked when the
+    configuration is read, the field named."""
+    text = (
+        "clickhouse: {url: 'chdb:///x'}\nexports:\n  - {name: e, project_id: p, start_date: 2025-01-01, "
+        f"destination: {destination}, warehouse: {warehouse}, table_prefix: PREFIX}}}}\n"
+    )
+    assert parse_config(text.replace("PREFIX", "raw_"), "x.yaml").exports[0].warehouse.table_prefix == "raw_"
+    with pytest.raises(ConfigError) as err:
+        parse_config(text.replace("PREFIX", "'x; DROP TABLE t; --'"), "x.yaml")
+    assert "exports.0.warehouse.table_prefix" in str(err.value) and "plain identifier" in str(err.value), str(err.value)

@@ -8,7 +8,7 @@ from pydantic import Field
 
 from xeroml_pipelines.config.base import Strict
 from xeroml_pipelines.config.destinations import env
-from xeroml_pipelines.identifiers import EnvVarName
+from xeroml_pipelines.identifiers import EnvVarName, TablePrefix
 
 if TYPE_CHECKING:  # a warehouse's client library is imported only when an export loads into it
     from xeroml_pipelines.warehouses.bigquery import BigQueryWarehouse
@@ -22,7 +22,7 @@ DEFAULT_WAREHOUSE_FILE = "xeroml-warehouse.duckdb"
 class DuckDBWarehouseConfig(Strict):
     type: Literal["duckdb"]
     path: str = DEFAULT_WAREHOUSE_FILE
-    table_prefix: str = "xeroml_"
+    table_prefix: TablePrefix = "xeroml_"
 
     def resource(self) -> DuckDBWarehouse:
         from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
@@ -42,7 +42,7 @@ class SnowflakeWarehouseConfig(Strict):
     database: str
     schema_name: str = "PUBLIC"
     stage: str = Field(pattern=r"^[A-Za-z_][\w$.]*$")
-    table_prefix: str = "xeroml_"
+    table_prefix: TablePrefix = "xeroml_"
 
     def resource(self) -> SnowflakeWarehouse:
         from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
@@ -72,7 +72,7 @@ class RedshiftWarehouseConfig(Strict):
     schema_name: str = "public"
     iam_role_arn: str = Field(pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$")
     region: str | None = None
-    table_prefix: str = "xeroml_"
+    table_prefix: TablePrefix = "xeroml_"
 
     def resource(self) -> RedshiftWarehouse:
         from xeroml_pipelines.warehouses.redshift import RedshiftWarehouse
@@ -99,7 +99,7 @@ class BigQueryWarehouseConfig(Strict):
     location: str | None = None
     credentials_env: EnvVarName | None = Field(default=None, description="Env var holding a base64 service-account key; else ADC")
     api_endpoint: str | None = Field(default=None, description="Only for an emulator")
-    table_prefix: str = "xeroml_"
+    table_prefix: TablePrefix = "xeroml_"
 
     def resource(self) -> BigQueryWarehouse:
         from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, BigQueryWarehouse

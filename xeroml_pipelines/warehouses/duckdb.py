@@ -11,7 +11,7 @@ from pydantic import Field, field_validator
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.formats import FileFormat
-from xeroml_pipelines.identifiers import validate_identifier
+from xeroml_pipelines.identifiers import validate_table_prefix
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
@@ -32,7 +32,7 @@ class DuckDBWarehouse(Warehouse):
     @field_validator("table_prefix")
     @classmethod
     def _prefix(cls, v: str) -> str:
-        return validate_identifier(v + "t", "table_prefix")[:-1]
+        return validate_table_prefix(v)
 
     def target(self, table: str) -> str:
         return f"{self.table_prefix}{table}"
