@@ -87,12 +87,16 @@ def build_load_sensor(export: ExportConfig, job) -> SensorDefinition:
             records = context.instance.fetch_materializations(
                 AssetRecordsFilter(asset_key=export_key, after_storage_id=cursor.get(name)), limit=1000, ascending=True
             ).records
+            held: int | None = None  # the cursor stays before the oldest record of an unfinished run
             for record in records:
                 if record.run_id not in outcome:
                     run = context.instance.get_run_by_id(record.run_id)
                     outcome[record.run_id] = run.status if run else None
                 if outcome[record.run_id] not in FINISHED:
-                    break  # its checks have not all run yet: seen again next tick
+                    # its checks have not all run yet: read again next tick, while later runs'
+                    # partitions are loaded (a request seen again keeps its run key: one run)
+                    held = record.storage_id - 1 if held is None else held
+                    continue
                 # A run fails when the export's files disagree with their manifests (a blocking
                 # check), or when any of its steps failed: its files are not loaded unchecked.
                 succeeded = outcome[record.run_id] == DagsterRunStatus.SUCCESS
@@ -102,7 +106,7 @@ def build_load_sensor(export: ExportConfig, job) -> SensorDefinition:
                     and not _loaded_since(context, load_key, record.partition_key, record.storage_id)
                 ):
                     loads[record.partition_key][load_key] = record.storage_id
-                cursor[name] = record.storage_id
+                cursor[name] = record.storage_id if held is None else held
         for partition, requested in sorted(loads.items()):
             keys = sorted(requested, key=lambda k: k.to_user_string())
             yield RunRequest(
