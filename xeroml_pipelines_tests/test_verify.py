@@ -54,8 +54,11 @@ def test_asset_check_reports_through_dagster_on_the_runs_partitions_only(exporte
 
     (exporter.out / "traces" / "2025-01-15.jsonl.gz").write_bytes(b"{}\n")  # in the partition: seen
     (exporter.out / "traces" / "2025-01-09.jsonl").write_bytes(b"{}\n")  # another partition: the verify job's
-    result = materialize([asset, checks], selection=selection, partition_key="2025-01-15", resources=defs.resources)
+    result = materialize(
+        [asset, checks], selection=selection, partition_key="2025-01-15", resources=defs.resources, raise_on_error=False
+    )
     (evaluation,) = result.get_asset_check_evaluations()
+    assert not result.success  # a blocking check: its failure fails the run
     assert not evaluation.passed and evaluation.metadata["problems"].value == 1
     assert "2025-01-15.jsonl.gz: data object without a manifest" in evaluation.description
     assert "2025-01-09" not in evaluation.description
