@@ -176,7 +176,8 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
     """The export job's run of `group`'s partitions (its checks included), each partition's
     line printed when its last table commits; then, if it succeeded, the load job's run of them
     (what the load sensor does in a deployment). True if both succeeded."""
-    from xeroml_pipelines.defs.export.schedules import export_job_name, run_checks
+    from xeroml_pipelines.defs.export.checks import run_checks
+    from xeroml_pipelines.defs.export.schedules import export_job_name
     from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
     from xeroml_pipelines.defs.warehouse.sensors import load_job_name
 

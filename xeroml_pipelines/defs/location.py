@@ -28,8 +28,8 @@ from xeroml_pipelines.defs.warehouse.sensors import load_jobs as load_jobs_of
 def export_resources(export: ExportConfig) -> dict[str, Any]:
     # One destination configuration serves the IO manager (nested in it) and, under its own key,
     # the checks and the loads (a sensor and the verify job, which serves every export, open
-    # their own: sensors see only the top-level resources). Dagster initializes each use on its own; clients are created on
-    # first use, so a step pays only for the one it uses.
+    # their own: sensors see only the top-level resources). Dagster initializes each use on its
+    # own; clients are created on first use, so a step pays only for the one it uses.
     destination = export.destination.resource()
     resources: dict[str, Any] = {
         destination_key(export): destination,

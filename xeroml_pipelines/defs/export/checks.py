@@ -37,6 +37,17 @@ FILES = "files_match_manifests"
 RECOUNT = "recount_matches_manifest"
 # The checks each export run includes, on its partitions (the whole destination is verify.py's job).
 RUN_CHECKS = (FILES, RECOUNT)
+
+
+def run_checks(export: ExportConfig, tables: Sequence[str] | None = None) -> list[AssetCheckKey]:
+    """The keys of the checks a run of `tables` (all the export's) includes."""
+    return [
+        AssetCheckKey(export_asset_key(export, t), name)
+        for t in (export.tables if tables is None else tables)
+        for name in RUN_CHECKS
+    ]
+
+
 _DESCRIPTIONS = {
     FILES: "For the partitions just exported: each manifest's object exists with its size, and a listing of the "
     "partition shows no data object without a manifest.",

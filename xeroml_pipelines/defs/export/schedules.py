@@ -10,7 +10,6 @@ location, so a job per export made loading quadratic in the number of exports.
 from collections.abc import Iterator, Sequence
 
 from dagster import (
-    AssetCheckKey,
     AssetSelection,
     DefaultScheduleStatus,
     JobDefinition,
@@ -23,7 +22,7 @@ from dagster import (
 )
 
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.checks import RUN_CHECKS
+from xeroml_pipelines.defs.export.checks import run_checks
 from xeroml_pipelines.defs.export.verify import verify_run_config
 from xeroml_pipelines.defs.keys import export_asset_key, partitions_for
 from xeroml_pipelines.windows import closed_window, partition_key
@@ -37,10 +36,6 @@ def partitions_name(export: ExportConfig) -> str:
 
 def export_job_name(export: ExportConfig) -> str:
     return f"export_{partitions_name(export)}"
-
-
-def run_checks(export: ExportConfig) -> list[AssetCheckKey]:
-    return [AssetCheckKey(export_asset_key(export, t), name) for t in export.tables for name in RUN_CHECKS]
 
 
 def export_jobs(exports: Sequence[ExportConfig]) -> dict[str, object]:

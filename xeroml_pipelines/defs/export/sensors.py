@@ -17,13 +17,13 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.exceptions import DatabaseError
-from dagster import AssetCheckKey, DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
+from dagster import DefaultSensorStatus, RunRequest, SensorDefinition, SensorEvaluationContext, SkipReason, sensor
 
 from xeroml_pipelines.clickhouse.changes import Mark, changed_windows, marks
 from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.export.checks import RUN_CHECKS
+from xeroml_pipelines.defs.export.checks import run_checks
 from xeroml_pipelines.defs.keys import export_asset_key, open_destination, partitions_for, resource
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.manifest import read_manifest
@@ -97,7 +97,7 @@ def build_late_data_sensor(export: ExportConfig) -> SensorDefinition:
                     partition_key=partition,
                     asset_selection=[export_asset_key(export, t) for t in tables],
                     # checked as every export run is: a load follows only files that passed
-                    asset_check_keys=[AssetCheckKey(export_asset_key(export, t), c) for t in tables for c in RUN_CHECKS],
+                    asset_check_keys=run_checks(export, tables),
                     tags={"xeroml/trigger": "late-data"},
                 )
             )
