@@ -165,3 +165,11 @@ def latest_versions(ch: ClickHouseResource, table: str, names: list[str], projec
         if best is None or (row["event_ts"], row["is_deleted"]) > (best["event_ts"], best["is_deleted"]):
             latest[row["id"]] = row
     return latest
+
+
+def documentation() -> str:
+    """README.md and every page of docs/, as one text: a test takes the snippet it runs from
+    wherever the documentation shows it."""
+    repo = Path(__file__).resolve().parents[1]
+    pages = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
+    return "\n".join(page.read_text() for page in pages)

@@ -17,7 +17,7 @@ from dagster import (
 
 from xeroml_pipelines.clickhouse.changes import marks
 from xeroml_pipelines.config import ConfigError, parse_config
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines_tests.factories import insert, score, trace
 from xeroml_pipelines_tests.support import Exporter, SensorTicks
 

@@ -16,8 +16,7 @@ from dagster import AssetIn, AssetKey, DagsterInstance, DailyPartitionsDefinitio
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.definitions import build_definitions
-from xeroml_pipelines.defs.location import export_resources
+from xeroml_pipelines.defs.location import build_definitions, export_resources
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines_tests.factories import insert, trace

@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.verify import verify
 from xeroml_pipelines.tables import DEFAULT_TABLES, TABLES
 from xeroml_pipelines_tests.factories import insert, observation, trace
-from xeroml_pipelines_tests.support import Exporter, SensorTicks
+from xeroml_pipelines_tests.support import Exporter, SensorTicks, documentation
 
 REPO = Path(__file__).resolve().parents[1]
 TABLE = "enriched_observations"
@@ -181,7 +181,7 @@ def test_opt_in_and_registered(exporter: Exporter) -> None:
 
 
 def _readme_queries() -> list[str]:
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     block = readme.split("-- DuckDB, cost, tokens and latency from enriched_observations\n", 1)[1].split("```", 1)[0]
     return [q.strip() for q in block.split(";") if q.strip()]
 

@@ -13,7 +13,7 @@ import fakesnow
 from dagster import AssetKey, materialize
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.warehouses import redshift
 from xeroml_pipelines.warehouses.merge import merge_sql
 from xeroml_pipelines_tests.factories import insert, observation, trace

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 from dagster import AssetKey, materialize
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines_tests.factories import insert, observation
 from xeroml_pipelines_tests.support import Exporter, make_provider
 

@@ -25,7 +25,7 @@ from xeroml_pipelines.export.parquet import arrow_schema
 from xeroml_pipelines.tables import DEFAULT_TABLES, TABLES
 from xeroml_pipelines_tests import parquet_records
 from xeroml_pipelines_tests.factories import insert, observation, score, trace
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, documentation
 
 REPO = Path(__file__).resolve().parents[1]
 DAY = "2025-01-15"
@@ -244,7 +244,7 @@ def test_readme_demo_in_parquet_and_its_duckdb_queries(tmp_path: Path) -> None:
         ).fetchall()
     _demo(tmp_path, "--format", "parquet")  # exits 0 only if the warehouse loads of the Parquet files succeeded
     assert not list(export.rglob("*.jsonl")) and len(list((export / "observations").glob("*.parquet"))) >= 2
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     query = readme.split("```sql\n-- DuckDB, Parquet files\n", 1)[1].split("```", 1)[0]
     cwd = os.getcwd()
     try:

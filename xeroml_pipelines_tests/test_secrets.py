@@ -19,7 +19,7 @@ from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 from dagster import AssetKey, DagsterInstance, materialize
 
 from xeroml_pipelines.config import XeroMLConfig
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines_tests.emulators import AZURITE_ACCOUNT, AZURITE_KEY
 from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, make_provider, server_database

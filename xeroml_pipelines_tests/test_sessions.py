@@ -9,9 +9,8 @@ import pytest
 from dagster import AssetKey, materialize
 
 from xeroml_pipelines.defs.location import build_definitions
-from xeroml_pipelines_tests.emulators import REPO
 from xeroml_pipelines_tests.factories import insert, observation, trace
-from xeroml_pipelines_tests.support import Exporter, by_id
+from xeroml_pipelines_tests.support import Exporter, by_id, documentation
 
 
 @pytest.fixture
@@ -169,7 +168,7 @@ def test_a_session_appears_in_each_partition_its_traces_changed_and_readme_reads
     # on the 15th, on the 16th when o2's cost changed, and on the 17th when t3 was deleted
     assert emitted.count("s1") == 3
 
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     query = readme.split("-- DuckDB, the current sessions from the files\n", 1)[1].split("```", 1)[0].strip()
     query = query.replace("xeroml-export/", f"{conversation.out.name}/")  # README runs it where `xeroml demo` writes
     monkeypatch.chdir(conversation.out.parent)

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines_tests.factories import insert, observation, trace
 from xeroml_pipelines_tests.support import Exporter, SensorTicks
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey
@@ -15,10 +14,10 @@ from xeroml_pipelines import schemas
 from xeroml_pipelines.clickhouse.changes import marks
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import ConfigError, parse_config
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.export.parquet import arrow_schema
 from xeroml_pipelines.tables import DEFAULT_TABLES, TABLES, exported_table
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, documentation
 
 
 @pytest.mark.parametrize("name", list(TABLES))
@@ -87,7 +86,7 @@ def test_the_sensor_marks_every_change_source(ch: ClickHouseResource) -> None:
 
 
 def test_readme_lists_every_table_as_registered() -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = documentation()
     rows = {
         cells[0].strip("` "): [c.strip() for c in cells[1:]]
         for line in readme.split("### Tables\n", 1)[1].split("###", 1)[0].splitlines()

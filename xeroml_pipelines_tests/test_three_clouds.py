@@ -12,7 +12,7 @@ from dagster import AssetKey, materialize
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config import parse_config
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.demo.generate import DemoSpec, generate
 from xeroml_pipelines_tests.support import make_provider
 

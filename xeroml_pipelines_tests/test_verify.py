@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import yaml
 from dagster import AssetCheckKey, AssetKey, AssetSelection, build_schedule_context, materialize
 
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.destinations.local import LocalFolder
 from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.verify import verify, verify_partitions

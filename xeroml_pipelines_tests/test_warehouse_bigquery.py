@@ -8,7 +8,7 @@ from dagster import AssetKey, materialize
 from google.cloud import bigquery
 
 from xeroml_pipelines import schemas
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, load_job_config, parquet_projection
 from xeroml_pipelines.warehouses.merge import merge_sql
 from xeroml_pipelines_tests.factories import insert, trace

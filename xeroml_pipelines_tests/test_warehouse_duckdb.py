@@ -10,12 +10,11 @@ import duckdb
 import pytest
 from dagster import AssetKey, AssetSelection, DagsterInstance, build_sensor_context, materialize
 
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.destinations.local import LocalFolder
 from xeroml_pipelines.warehouses.duckdb import DuckDBWarehouse
-from xeroml_pipelines_tests.emulators import REPO
 from xeroml_pipelines_tests.factories import insert, observation, trace
-from xeroml_pipelines_tests.support import Exporter
+from xeroml_pipelines_tests.support import Exporter, documentation
 
 
 def _file(tmp_path: Path, name: str, lines: list[dict]) -> str:
@@ -243,7 +242,7 @@ def test_hive_layout_loads_and_reads_by_path(exporter: Exporter, tmp_path: Path,
     with duckdb.connect(str(wh_path)) as con:
         assert con.execute("SELECT id, name FROM xeroml_traces ORDER BY id").fetchall() == [("a", "a2"), ("b", "chat")]
 
-    readme = (REPO / "README.md").read_text()
+    readme = documentation()
     query = readme.split("```sql\n-- DuckDB, hive layout\n", 1)[1].split("```", 1)[0]
     monkeypatch.chdir(exporter.out.parent)  # README runs it where `xeroml demo` writes ./xeroml-export
     rows = duckdb.connect().execute(query.replace("xeroml-export/", f"{exporter.out.name}/")).fetchall()

@@ -14,7 +14,7 @@ from dagster import AssetKey, materialize
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.config import ConfigError, parse_config
-from xeroml_pipelines.definitions import build_definitions
+from xeroml_pipelines.defs.location import build_definitions
 from xeroml_pipelines.warehouses import redshift
 from xeroml_pipelines.warehouses import snowflake as snowflake_warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql

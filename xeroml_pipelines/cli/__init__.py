@@ -1,4 +1,4 @@
-"""`xeroml`: seed demo data and run exports from the command line (the UI is `dagster dev`).
+"""`xeroml`: seed demo data and run exports from the command line (the UI: `xeroml ui`).
 
 Exit codes: 0 done; 1 an export, load or verification failed (one line per partition says why;
 `--verbose` adds the stack trace); 2 a mistake in the command or the configuration, reported
@@ -211,7 +211,8 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and its arguments (docs/ show them; the suite parses each one shown)."""
     from xeroml_pipelines.tables import TABLES  # the table registry: the choices of --table
 
     parser = _Parser(prog="xeroml", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -270,8 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ddl", help="print the ClickHouse DDL of XeroML's tables")
     p.add_argument("--database", default="default")
     p.set_defaults(fn=cmd_ddl)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from xeroml_pipelines.errors import ConfigError
 
     if not getattr(args, "verbose", False):

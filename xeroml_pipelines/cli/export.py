@@ -216,7 +216,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
         for e in result.get_step_failure_events()
     )
     if not result.success and not checked_out:
-        # a failed run may still have committed its earlier partitions (README: range runs)
+        # a failed run may still have committed its earlier partitions (each partition commits on its own)
         cause = failure_line(result, verbose)
         for key in group:
             if len(exported[key]) < len(export.tables):

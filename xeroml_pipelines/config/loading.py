@@ -1,8 +1,10 @@
-"""The configuration of a deployment: one YAML file named by `XEROML_CONFIG`, or the embedded default.
+"""The configuration of a deployment: one YAML file named by `XEROML_CONFIG` (the configuration's
+fields, or a component's defs.yaml declaring them), or the embedded default.
 
 Validated before any work starts; an error names the file and the field. Without
-`XEROML_CONFIG` the embedded default applies: a chDB database in `./xeroml-demo-db`, one export
-`local` of project `demo` into `./xeroml-export/`, loaded into `./xeroml-warehouse.duckdb`.
+`XEROML_CONFIG` the embedded default applies (declared in defs/embedded/defs.yaml): a chDB
+database in `./xeroml-demo-db`, one export `local` of project `demo` into `./xeroml-export/`,
+loaded into `./xeroml-warehouse.duckdb`.
 """
 
 from __future__ import annotations
@@ -17,15 +19,14 @@ import yaml
 from pydantic import ValidationError
 
 from xeroml_pipelines.config.base import ConfigError
-from xeroml_pipelines.config.destinations import DEFAULT_EXPORT_DIR, LocalDestination
-from xeroml_pipelines.config.exports import ClickHouseConfig, ExportConfig, XeroMLConfig
+from xeroml_pipelines.config.destinations import DEFAULT_EXPORT_DIR
+from xeroml_pipelines.config.exports import XeroMLConfig
 from xeroml_pipelines.config.messages import explain
-from xeroml_pipelines.config.warehouses import DEFAULT_WAREHOUSE_FILE, DuckDBWarehouseConfig
 
 CONFIG_ENV = "XEROML_CONFIG"
+COMPONENT_TYPE = "xeroml_pipelines.component.XeroML"
 HOME_ENV = "XEROML_HOME"  # the folder of the embedded defaults (default: the working directory)
 DEFAULT_CHDB_DIR = "xeroml-demo-db"
-DEMO_PROJECT = "demo"
 DEMO_START = date(2025, 1, 13)
 
 
@@ -57,22 +58,40 @@ def record_demo_days(first: date, days: int, root: Path | None = None) -> tuple[
     return first, last
 
 
-def default_config(root: Path | None = None) -> XeroMLConfig:
-    root = _root(root)
+# The embedded defaults, declared as the component the repository's `dg` project loads.
+EMBEDDED_DEFS = Path(__file__).parent.parent / "defs" / "embedded" / "defs.yaml"
+
+
+def embedded_scope(root: Path | None = None) -> dict[str, Any]:
+    """The template variables of the embedded defaults' `defs.yaml`."""
     seeded = demo_days(root)
-    return XeroMLConfig(
-        clickhouse=ClickHouseConfig(url=f"chdb://{root / DEFAULT_CHDB_DIR}"),
-        exports=(
-            ExportConfig(
-                name="local",
-                project_id=DEMO_PROJECT,
-                destination=LocalDestination(provider="local", path=str(root / DEFAULT_EXPORT_DIR)),
-                start_date=DEMO_START,
-                end_date=seeded[1] if seeded else None,
-                warehouse=DuckDBWarehouseConfig(type="duckdb", path=str(root / DEFAULT_WAREHOUSE_FILE)),
-            ),
-        ),
-    )
+    return {"xeroml_home": str(_root(root)), "demo_last_day": seeded[1] if seeded else None}
+
+
+def _project_root(path: Path) -> Path:
+    """The `dg` project a defs.yaml is in (`{{ context.project_root }}`): the nearest folder up
+    with a pyproject.toml, else the file's own folder."""
+    path = path.absolute()
+    return next((p for p in path.parents if (p / "pyproject.toml").is_file()), path.parent)
+
+
+def config_from_defs_yaml(declared: dict[str, Any], path: Path, scope: dict[str, Any]) -> XeroMLConfig:
+    """The configuration of a component's defs.yaml, read outside Dagster's loader (the CLI, the
+    embedded defaults), with the templates Dagster would render there."""
+    from types import SimpleNamespace
+
+    from dagster import ResolutionContext
+
+    from xeroml_pipelines.config.attributes import config_from_attributes
+
+    scope = {"context": SimpleNamespace(project_root=str(_project_root(path))), **scope}
+    render = ResolutionContext.default().with_scope(**scope).resolve_value
+    return config_from_attributes(declared.get("attributes") or {}, render, str(path))
+
+
+def default_config(root: Path | None = None) -> XeroMLConfig:
+    declared = read_yaml(EMBEDDED_DEFS.read_text(), str(EMBEDDED_DEFS))
+    return config_from_defs_yaml(declared, EMBEDDED_DEFS, embedded_scope(root))
 
 
 class _Loader(yaml.SafeLoader):
@@ -117,8 +136,16 @@ def read_yaml(text: str, source: str) -> Any:
         raise ConfigError(_yaml_error(e, source)) from None
 
 
+# the keys of a component's defs.yaml (`dg check yaml` allows no others)
+_DEFS_YAML_KEYS = {"type", "attributes", "requirements", "template_vars_module", "post_processing"}
+
+
 def parse_config(text: str, source: str = "<string>") -> XeroMLConfig:
     raw = read_yaml(text, source)
+    if isinstance(raw, dict) and "type" in raw and set(raw) <= _DEFS_YAML_KEYS:
+        if raw["type"] != COMPONENT_TYPE:
+            raise ConfigError(f"invalid configuration in {source}: type: {raw['type']!r} is not {COMPONENT_TYPE}")
+        return config_from_defs_yaml(raw, Path(source), {})
     if not isinstance(raw, dict):
         raise ConfigError(f"invalid configuration in {source}: expected a mapping with 'clickhouse' and 'exports'")
     try:

@@ -1,4 +1,4 @@
-"""Where an export's objects live under its destination's prefix (README, "Files").
+"""Where an export's objects live under its destination's prefix (docs/guarantees.md, "Files").
 
 `dated` (the default): `{table}/2025-01-15.jsonl`, hours as `{table}/2025-01-15/13.jsonl`
 (`.parquet` for Parquet files, whatever their codec).

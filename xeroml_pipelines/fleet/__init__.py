@@ -1,1 +1,1 @@
-"""The fleet: every registered export run by shared queries (see README, "Many projects")."""
+"""The fleet: every registered export run by shared queries (docs/many-projects.md)."""

@@ -1,4 +1,4 @@
-"""Which version of which record belongs to a window (README, "Export semantics").
+"""Which version of which record belongs to a window (docs/guarantees.md, "Export semantics").
 
 A record is its `(project_id, id)`; its latest version is the one with the greatest `event_ts`
 (at equal `event_ts` a delete wins).

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # The export's window is on event_ts, which is not in the sort key: a minmax skip index lets
-# ClickHouse skip the granules of other days (README, "Performance": the one-time DDL for an
+# ClickHouse skip the granules of other days (docs/performance.md: the one-time DDL for an
 # existing table).
 EVENT_TS_INDEX = "INDEX event_ts_minmax event_ts TYPE minmax GRANULARITY 1"
 
