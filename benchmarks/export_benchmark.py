@@ -118,7 +118,8 @@ def _xeroml(db: str, out: Path, compression: str, file_format: str = "jsonl", ta
     source = TableQuery(ch, table, "incremental", (PROJECT,))
     stream = ExportStream("bench", PROJECT, table, "incremental", (_window(DAY),), source)
     t = time.perf_counter()
-    (m,) = engine.export(LocalFolder(path=str(out)), Layout("", compression, "dated", file_format), stream, None)
+    layout = Layout(prefix="", compression=compression, file_format=file_format)
+    (m,) = engine.export(LocalFolder(path=str(out)), layout, stream, None)
     return {"seconds": time.perf_counter() - t, "rows": m.rows, "bytes": m.uncompressed_bytes, "stored": m.bytes}
 
 

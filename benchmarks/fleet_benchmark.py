@@ -147,6 +147,7 @@ def main() -> None:
     parser.add_argument("--refused-among", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/xeroml-fleet-benchmark"))
+    parser.add_argument("--keep", action="store_true", help="keep --workdir (gigabytes of data) after the run")
     parser.add_argument("--child", nargs=3)
     parser.add_argument("--generate-into", type=Path)
     args = parser.parse_args()
@@ -190,6 +191,8 @@ def main() -> None:
                 results[case].append(_measure(db, registries[case], work))
     finally:
         moto.stop()
+        if not args.keep:
+            shutil.rmtree(work, ignore_errors=True)
     median = {case: statistics.median(r["seconds"] for r in runs) for case, runs in results.items()}
     print(f"One window, {args.rows:,} observations; medians of {args.repeats} fresh processes\n")
     print("| case | projects | seconds | peak RSS MB | files written | failed | ClickHouse queries |")

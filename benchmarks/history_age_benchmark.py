@@ -41,7 +41,7 @@ t = time.perf_counter()
 rows = 0
 for table in ("traces", "observations", "scores", "sessions"):
     stream = ExportStream("bench", "demo", table, "incremental", (window,), TableQuery(ch, table, "incremental", ("demo",)))
-    (m,) = engine.export(LocalFolder(path=out), Layout(""), stream, None)
+    (m,) = engine.export(LocalFolder(path=out), Layout(prefix=""), stream, None)
     rows += m.rows
 print(json.dumps({"seconds": time.perf_counter() - t, "rows": rows}))
 """

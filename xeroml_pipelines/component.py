@@ -4,8 +4,7 @@ checked by `dg check yaml`/`dg check defs`, created by `dg scaffold defs`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import dagster as dg
@@ -27,9 +26,9 @@ class XeroMLAttributes(RootModel[dict[str, Any]]):
 
 
 _EXAMPLE = """\
-# The exports of this folder's component (docs/configuration.md lists every field). Try it on
-# demo data: XEROML_CONFIG=<this file> xeroml seed --start {start}, then materialize a partition
-# in `dg dev` or run XEROML_CONFIG=<this file> xeroml export {start}.
+# The exports of this folder's component (xeroml-pipelines' docs/configuration.md lists every
+# field). Try it on demo data: XEROML_CONFIG=<this file> xeroml seed --start {start}, then
+# materialize a partition in `dg dev` or run XEROML_CONFIG=<this file> xeroml export {start}.
 type: {type}
 attributes:
   clickhouse:
@@ -56,7 +55,7 @@ class XeroMLScaffolder(dg.Scaffolder):
 
     def scaffold(self, request: dg.ScaffoldRequest) -> None:
         name = "".join(c if c.isalnum() else "_" for c in request.target_path.name).strip("_").lower() or "exports"
-        text = _EXAMPLE.format(type=COMPONENT_TYPE, name=name, start=date.today().replace(day=1).isoformat())
+        text = _EXAMPLE.format(type=COMPONENT_TYPE, name=name, start=(date.today() - timedelta(days=7)).isoformat())
         request.target_path.mkdir(parents=True, exist_ok=True)
         (request.target_path / "defs.yaml").write_text(text)
 
@@ -73,11 +72,17 @@ class XeroML(dg.Component, dg.Resolvable):
     def model(cls) -> type[XeroMLAttributes]:
         return XeroMLAttributes
 
-    @classmethod
-    def get_additional_scope(cls) -> Mapping[str, Any]:
-        # The embedded defaults' folder and the demo data's last day (the repository's own
-        # defs.yaml declares the embedded defaults with them).
-        return embedded_scope()
+    # The embedded defaults' folder and the demo data's last day: the repository's own defs.yaml
+    # declares the embedded defaults with them.
+    @staticmethod
+    @dg.template_var
+    def xeroml_home() -> str:
+        return embedded_scope()["xeroml_home"]
+
+    @staticmethod
+    @dg.template_var
+    def demo_last_day() -> date | None:
+        return embedded_scope()["demo_last_day"]
 
     @classmethod
     def resolve_from_model(cls, context: dg.ResolutionContext, model: Any) -> XeroML:

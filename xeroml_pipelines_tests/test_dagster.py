@@ -44,7 +44,8 @@ def test_code_location_loads_embedded_default(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     keys, resources = proc.stdout.strip().splitlines()
     tables = ["observations", "scores", "sessions", "traces"]
-    assert keys == str([f"local/{t}" for t in tables] + [f"local/warehouse/{t}" for t in tables])
+    sources = ["clickhouse/observations", "clickhouse/scores", "clickhouse/traces"]  # what the exports read
+    assert keys == str(sources + [f"local/{t}" for t in tables] + [f"local/warehouse/{t}" for t in tables])
     assert resources == f"LocalExportIOManager chdb://{tmp_path}/xeroml-demo-db"
 
 

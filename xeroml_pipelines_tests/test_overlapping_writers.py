@@ -40,7 +40,7 @@ def _payload(writer: int) -> bytes:
 
 def _write(destination: Destination, stream: ExportStream, window: Window, writer: int, start: threading.Barrier) -> None:
     fmt = JsonLines("none")
-    partition = PartitionWriter(destination, Layout(PREFIX), stream, window, fmt)
+    partition = PartitionWriter(destination, Layout(prefix=PREFIX), stream, window, fmt)
     data = _payload(writer)
     start.wait()  # the uploads overlap from their first byte
     chunk = Chunk(window.index, 0, memoryview(data), rows=data.count(b"\n"), tombstones=0, invalid_utf8=0, fingerprint=writer)

@@ -323,5 +323,6 @@ def test_stale_parquet_object_that_may_not_be_deleted_becomes_a_zero_row_file(
     e.run("2025-01-16", tables=("traces",), format="parquet")
     rows = duckdb.connect().execute("SELECT id FROM read_parquet(?)", [str(tmp_path / "out" / "traces" / "*.parquet")]).fetchall()
     assert rows == [("a",)]
-    report = verify(LocalFolder(path=str(tmp_path / "out")), Layout("", "zstd", "dated", "parquet"), "traces")
+    layout = Layout(prefix="", compression="zstd", file_format="parquet")
+    report = verify(LocalFolder(path=str(tmp_path / "out")), layout, "traces")
     assert report.ok, report.problems

@@ -27,7 +27,7 @@ def test_verify_finds_missing_orphan_and_resized_objects(exporter: Exporter, pro
         exporter.run(day, tables=("traces",), destination=provider.destination())
     export = exporter.config(destination=provider.destination()).exports[0]
     with export.destination.resource().process_config_and_initialize_cm() as destination:
-        layout = Layout(destination.prefix)
+        layout = Layout(prefix=destination.prefix)
         report = verify(destination, layout, "traces", deep=True)
         assert report.ok and report.manifests == 3 and report.objects == 2
 

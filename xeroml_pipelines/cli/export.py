@@ -19,7 +19,9 @@ if TYPE_CHECKING:
 
 # One summary line per partition here; the full event log stays in the Dagster instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-# The tags a backfill gives a run of a partition range (Dagster's documented run tags).
+# The tags a backfill gives a run of a partition range (Dagster's documented run tags): Dagster's
+# own `dagster asset materialize --partition-range` runs a range the same way, these tags and
+# the selected assets on the job.
 RANGE_START_TAG, RANGE_END_TAG = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
@@ -176,7 +178,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
     """The export job's run of `group`'s partitions (its checks included), each partition's
     line printed when its last table commits; then, if it succeeded, the load job's run of them
     (what the load sensor does in a deployment). True if both succeeded."""
-    from xeroml_pipelines.defs.export.checks import run_checks
+    from xeroml_pipelines.defs.export.checks import BLOCKING
     from xeroml_pipelines.defs.export.schedules import export_job_name
     from xeroml_pipelines.defs.keys import export_asset_key, warehouse_asset_key
     from xeroml_pipelines.defs.warehouse.sensors import load_job_name
@@ -198,23 +200,25 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
                 summary = " ".join(f"{t}={exported[partition][t]}" for t in export.tables)
                 print(f"{export.name} {partition}: ok {summary}  {progress.line()}", flush=True)
 
-    def run(job_name: str, assets: list[Any], checks: list[Any]) -> Any:
-        # exports with the same partitions share a job: the run selects this export's assets
-        job = defs.resolve_job_def(job_name).get_subset(asset_selection=set(assets), asset_check_selection=set(checks))
-        return job.execute_in_process(instance=instance, tags=tags, run_config=QUIET, raise_on_error=False)
+    def run(job_name: str, assets: list[Any]) -> Any:
+        # exports with the same partitions share a job: the run selects this export's assets, and
+        # with them their checks, as a backfill of them does
+        job = defs.resolve_job_def(job_name)
+        return job.execute_in_process(
+            instance=instance, tags=tags, run_config=QUIET, raise_on_error=False, asset_selection=assets
+        )
 
     keys = [export_asset_key(export, t) for t in export.tables]
-    result = _on_worker(lambda: run(export_job_name(export), keys, run_checks(export)), report)
-    for evaluation in result.get_asset_check_evaluations():
-        if not evaluation.passed:
-            what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
-            print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
-    # a blocking check that failed fails the run after the export committed: the files are
+    result = _on_worker(lambda: run(export_job_name(export), keys), report)
+    failed_checks = [e for e in result.get_asset_check_evaluations() if not e.passed]
+    for evaluation in failed_checks:
+        what = f"{evaluation.asset_key.path[-1]} {evaluation.check_name}"
+        print(f"{export.name}: check {what} failed: {evaluation.description or ''}", flush=True)
+    # a blocking check that failed fails the run after every partition committed: the files are
     # reported (above), not undone, and never loaded
-    checked_out = not result.success and all(
-        e.step_failure_data.error is not None and e.step_failure_data.error.cls_name == "DagsterAssetCheckFailedError"
-        for e in result.get_step_failure_events()
-    )
+    committed = all(len(exported[key]) == len(export.tables) for key in group)
+    # (an evaluation read back from the run does not carry its spec's `blocking`)
+    checked_out = not result.success and committed and any(e.check_name in BLOCKING for e in failed_checks)
     if not result.success and not checked_out:
         # a failed run may still have committed its earlier partitions (each partition commits on its own)
         cause = failure_line(result, verbose)
@@ -227,7 +231,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
         print(f"{export.name} {group[0]} .. {group[-1]}: load skipped: files_match_manifests failed", flush=True)
         return False
     if export.warehouse:
-        loaded = run(load_job_name(export), [warehouse_asset_key(export, t) for t in export.tables], [])
+        loaded = run(load_job_name(export), [warehouse_asset_key(export, t) for t in export.tables])
         if not loaded.success:
             print(f"{export.name} {group[0]} .. {group[-1]}: load FAILED: {failure_line(loaded, verbose)}", flush=True)
             return False
@@ -236,6 +240,7 @@ def _run_group(export: ExportConfig, group: list[str], defs: Any, instance: Any,
 
 def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last: date, verbose: bool = False) -> int:
     """Failed runs: 0 when every partition was exported (and loaded)."""
+    from xeroml_pipelines.defs.keys import export_asset_key
     from xeroml_pipelines.defs.location import build_definitions
 
     selected = plan(config, names, first, last)
@@ -249,8 +254,9 @@ def run_exports(config: XeroMLConfig, names: list[str] | None, first: date, last
     failures = 0
     for export, partitions in selected:
         progress = Progress(total=len(partitions))
-        # as a backfill runs them: up to max_partitions_per_run partitions per run
-        step = export.max_partitions_per_run
+        # as a backfill runs them: as many partitions per run as the assets' backfill policy takes
+        policy = defs.resolve_assets_def(export_asset_key(export, export.tables[0])).backfill_policy
+        step = (policy and policy.max_partitions_per_run) or len(partitions)
         failed = sum(
             not _run_group(export, partitions[i : i + step], defs, instance, progress, verbose)
             for i in range(0, len(partitions), step)

@@ -29,6 +29,9 @@ from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName
 from xeroml_pipelines.tables import DEFAULT_TABLES, exported_table
 from xeroml_pipelines.windows import Cadence, Mode
 
+# the asset keys of XeroML's ClickHouse tables begin with it (defs/keys.py): no export takes the name
+SOURCE_PREFIX = "clickhouse"
+
 
 class ClickHouseConfig(Strict):
     url: ClickHouseUrl = Field(description="https://host:8443, http://host:8123, or chdb:///abs/path (embedded)")
@@ -117,7 +120,7 @@ class ExportConfig(Strict):
 
     def object_layout(self) -> Layout:
         """Where this export's objects live under its destination."""
-        return Layout(self.destination.prefix, self.codec, self.layout, self.format)
+        return Layout(prefix=self.destination.prefix, compression=self.codec, style=self.layout, file_format=self.format)
 
     @model_validator(mode="after")
     def _codec_fits_format(self) -> ExportConfig:
@@ -128,6 +131,8 @@ class ExportConfig(Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
+        if v == SOURCE_PREFIX:
+            raise ValueError(f"{v!r} names the ClickHouse tables' assets ([{v}, traces], ...): choose another name")
         return validate_identifier(v, "name")
 
     @field_validator("project_id")

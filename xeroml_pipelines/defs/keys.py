@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from dagster import AssetKey, DailyPartitionsDefinition, HourlyPartitionsDefinition, TimeWindowPartitionsDefinition
 
 from xeroml_pipelines.config import ExportConfig
+from xeroml_pipelines.config.exports import SOURCE_PREFIX
 from xeroml_pipelines.destinations.base import Destination
 
 T = TypeVar("T")
@@ -18,6 +19,13 @@ T = TypeVar("T")
 CLICKHOUSE_POOL = "xeroml_clickhouse"
 # DuckDB takes one writer at a time; cloud warehouses take more, but loads are cheap next to exports.
 WAREHOUSE_POOL = "xeroml_warehouse"
+
+
+def source_asset_key(table: str) -> AssetKey:
+    """One of XeroML's ClickHouse tables, upstream of the exports that read it: lineage, not a
+    dependency of one export's files on another's (a blocking check of the traces files would
+    otherwise stop the sessions export of the same run). No export is named like its prefix."""
+    return AssetKey([SOURCE_PREFIX, table])
 
 
 def export_asset_key(export: ExportConfig, table: str) -> AssetKey:

@@ -10,7 +10,7 @@ from dagster import Definitions, EnvVar, in_process_executor, multiprocess_execu
 from xeroml_pipelines.config import ExportConfig, XeroMLConfig
 from xeroml_pipelines.defs.alerts.resources import SlackWebhook
 from xeroml_pipelines.defs.alerts.sensors import ALERT_WEBHOOK_KEY, build_freshness_alert_sensor
-from xeroml_pipelines.defs.export.assets import build_export_assets
+from xeroml_pipelines.defs.export.assets import build_export_assets, build_source_specs
 from xeroml_pipelines.defs.export.checks import build_export_checks
 from xeroml_pipelines.defs.export.schedules import build_export_schedule, build_verify_schedule, export_jobs
 from xeroml_pipelines.defs.export.sensors import build_late_data_sensor
@@ -33,9 +33,7 @@ def export_resources(export: ExportConfig) -> dict[str, Any]:
     destination = export.destination.resource()
     resources: dict[str, Any] = {
         destination_key(export): destination,
-        io_manager_key(export): export.destination.io_manager(
-            destination, file_format=export.format, compression=export.codec, layout=export.layout
-        ),
+        io_manager_key(export): export.destination.io_manager(destination, layout=export.object_layout()),
     }
     if export.warehouse:
         resources[warehouse_key(export)] = export.warehouse.resource()
@@ -79,6 +77,7 @@ def build_definitions(config: XeroMLConfig) -> Definitions:
                 for e in config.exports
                 for a in (*build_export_assets(e, bound[e.name]), *build_warehouse_assets(e, bound[e.name]))
             ),
+            *build_source_specs(config.exports),
             *(build_fleet_assets(fleet, alerts=config.alerts is not None) if fleet else ()),
         ],
         asset_checks=[build_export_checks(e, bound[e.name]) for e in config.exports],

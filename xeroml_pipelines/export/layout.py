@@ -9,8 +9,9 @@ Manifests are `_manifests/{table}/2025-01-15.json` in both: outside the table fo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal, cast
+
+from dagster import Config
 
 from xeroml_pipelines.export.compression import EXTENSIONS, Compression
 from xeroml_pipelines.export.formats import Codec, FileFormat
@@ -23,8 +24,11 @@ HIVE_FILE = "data"
 LayoutStyle = Literal["dated", "hive"]
 
 
-@dataclass(frozen=True)
-class Layout:
+class Layout(Config):
+    """An export's objects under its destination: built from its configuration (`ExportConfig.object_layout`)
+    and handed to its IO manager, checks, sensors, verify and the CLI. Dagster config (frozen),
+    so the IO manager holds it as it is, not fields copied from it."""
+
     prefix: str
     compression: Codec = "none"
     style: LayoutStyle = "dated"

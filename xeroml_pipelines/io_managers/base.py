@@ -12,8 +12,7 @@ from dagster import ConfigurableIOManager, Failure, InputContext, MetadataValue,
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.errors import ExportError
 from xeroml_pipelines.export import engine
-from xeroml_pipelines.export.formats import Codec, FileFormat
-from xeroml_pipelines.export.layout import Layout, LayoutStyle
+from xeroml_pipelines.export.layout import Layout
 from xeroml_pipelines.export.manifest import Manifest, read_manifest
 from xeroml_pipelines.export.reference import ExportedPartition
 from xeroml_pipelines.export.stream import ExportStream
@@ -22,13 +21,7 @@ from xeroml_pipelines.windows import windows_for
 
 class ExportIOManager(ConfigurableIOManager):
     destination: Destination  # each provider's IO manager narrows the type (local.py, s3.py, gcs.py, azure.py)
-    file_format: FileFormat = "jsonl"
-    compression: Codec = "none"
-    layout: LayoutStyle = "dated"
-
-    @property
-    def object_layout(self) -> Layout:
-        return Layout(self.destination.prefix, self.compression, self.layout, self.file_format)
+    layout: Layout  # the export's own (ExportConfig.object_layout), as its checks, sensors and verify use it
 
     def handle_output(self, context: OutputContext, obj: ExportStream) -> None:
         if not isinstance(obj, ExportStream):
@@ -37,7 +30,7 @@ class ExportIOManager(ConfigurableIOManager):
         if partitions != list(context.asset_partition_keys):
             raise ValueError(f"stream partitions {partitions} do not match the run's {context.asset_partition_keys}")
         try:
-            manifests = engine.export(self.destination, self.object_layout, obj, context.run_id)
+            manifests = engine.export(self.destination, self.layout, obj, context.run_id)
         except ExportError as e:
             if e.permanent:
                 raise Failure(description=str(e), allow_retries=False) from None
@@ -56,7 +49,7 @@ class ExportIOManager(ConfigurableIOManager):
         assert isinstance(partitions_def, TimeWindowPartitionsDefinition)
         loaded = {}
         for window in windows_for(partitions_def, context.asset_partition_keys):
-            manifest_key = self.object_layout.manifest_key(table, window)
+            manifest_key = self.layout.manifest_key(table, window)
             manifest = read_manifest(self.destination, manifest_key)
             if manifest is None:
                 # Dagster's allow_missing_partitions relies on FileNotFoundError

@@ -5,7 +5,7 @@ their source (the table's ClickHouse query); the IO manager of the export's dest
 """
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 from dagster import (
     AssetExecutionContext,
     AssetsDefinition,
+    AssetSpec,
     BackfillPolicy,
     Backoff,
     BetaWarning,
@@ -25,7 +26,15 @@ from dagster import (
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.clickhouse.source import TableQuery
 from xeroml_pipelines.config import ExportConfig
-from xeroml_pipelines.defs.keys import CLICKHOUSE_POOL, export_asset_key, io_manager_key, partitions_for, resource
+from xeroml_pipelines.config.exports import SOURCE_PREFIX
+from xeroml_pipelines.defs.keys import (
+    CLICKHOUSE_POOL,
+    export_asset_key,
+    io_manager_key,
+    partitions_for,
+    resource,
+    source_asset_key,
+)
 from xeroml_pipelines.export.stream import ExportStream
 from xeroml_pipelines.tables import exported_table
 from xeroml_pipelines.windows import windows_for
@@ -49,8 +58,8 @@ def _cron_policy(deadline_cron: str, lower_bound_minutes: int) -> FreshnessPolic
 
 def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> AssetsDefinition:
     spec = exported_table(table)
-    # lineage: the exported tables whose sources this table's query reads too
-    deps = [export_asset_key(export, source) for source in spec.sources if source != table and source in export.tables]
+    # lineage: the ClickHouse tables this table's query reads
+    deps = [source_asset_key(source) for source in spec.sources]
     partitions_def = partitions_for(export)
 
     @asset(
@@ -61,7 +70,7 @@ def _build(export: ExportConfig, table: str, resources: Mapping[str, Any]) -> As
         resource_defs={io_manager_key(export): resources[io_manager_key(export)]},
         required_resource_keys={"clickhouse"},
         group_name=export.name,
-        deps=deps or None,
+        deps=deps,
         kinds={"clickhouse", "parquet" if export.format == "parquet" else "json"},
         description=spec.description + f" Project {export.project_id!r}, {export.mode} mode, {export.format} files.",
         metadata={"project_id": export.project_id, "mode": export.mode, "cadence": export.cadence},
@@ -104,3 +113,14 @@ def build_export_assets(export: ExportConfig, resources: Mapping[str, Any]) -> l
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)  # backfill_policy: the range path is ours and tested
         return [_build(export, table, resources) for table in export.tables]
+
+
+def build_source_specs(exports: Sequence[ExportConfig]) -> list[AssetSpec]:
+    """XeroML's ClickHouse tables the exports read, as external assets: where their lineage starts."""
+    read = sorted({source for export in exports for table in export.tables for source in exported_table(table).sources})
+    return [
+        AssetSpec(
+            source_asset_key(t), group_name=SOURCE_PREFIX, kinds={"clickhouse"}, description=f"XeroML's {t} table in ClickHouse"
+        )
+        for t in read
+    ]

@@ -35,6 +35,8 @@ from xeroml_pipelines.windows import Window, windows_for
 
 FILES = "files_match_manifests"
 RECOUNT = "recount_matches_manifest"
+# A failed files check stops the loads (in the run, and the load sensor waits for the run's success).
+BLOCKING = frozenset({FILES})
 # The checks each export run includes, on its partitions (the whole destination is verify.py's job).
 RUN_CHECKS = (FILES, RECOUNT)
 
@@ -109,7 +111,7 @@ def build_export_checks(export: ExportConfig, resources: Mapping[str, Any]) -> A
                 description=text,
                 partitions_def=partitions_def,
                 # a load never follows files that disagree with their manifests
-                blocking=check == FILES,
+                blocking=check in BLOCKING,
             )
             for t in export.tables
             for check, text in _DESCRIPTIONS.items()
