@@ -76,6 +76,8 @@ def fail_orphaned_runs(instance: DagsterInstance) -> list[str]:
         if owner_host != host or not pid.isdigit() or alive(int(pid)):
             continue
         instance.report_run_failed(run, f"the xeroml process that ran it (pid {pid} on {host}) is gone")
+        # Not public API: only the daemon's run monitoring frees a dead run's pool slots, and the
+        # CLI runs without a daemon (report_run_failed leaves them held).
         if instance.event_log_storage.supports_global_concurrency_limits:
             instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         orphaned.append(run.run_id)

@@ -36,7 +36,9 @@ class ExportIOManager(ConfigurableIOManager):
                 raise Failure(description=str(e), allow_retries=False) from None
             raise
         for m in manifests:
-            # partition-scoped: a range run still reports each partition's own numbers
+            # partition-scoped: a range run still reports each partition's own numbers. Not public:
+            # per-partition metadata is public only on the op's AssetExecutionContext, and an
+            # OutputContext's add_output_metadata takes no partition (Dagster 1.13).
             context.step_context.add_asset_metadata(_metadata(m), partition_key=m.partition)
             context.log.info(
                 f"{obj.table} {m.partition}: {m.rows} rows ({m.tombstones} tombstones), "

@@ -26,6 +26,8 @@ def build_freshness_alert_sensor(config: XeroMLConfig) -> SensorDefinition:
         # cursor: the state last reported per asset, so each change is posted once
         reported: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         late, recovered = [], []
+        # get_freshness_state_records is not marked public; nothing public reads the freshness
+        # daemon's verdicts (Dagster's own freshness alerts are Dagster+'s)
         for key, record in context.instance.get_freshness_state_records(list(exports)).items():
             # Dagster's FreshnessState is a str enum outside its public API: read as its text
             name, state = key.to_user_string(), str(getattr(record.freshness_state, "value", record.freshness_state))
