@@ -61,6 +61,8 @@ def validate_env_name(value: str) -> str:
 # The name of the environment variable that holds a secret: configuration never holds the secret.
 EnvVarName = Annotated[str, AfterValidator(validate_env_name)]
 
+ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
+
 
 def validate_table_prefix(value: str) -> str:
     """What goes before each table's name in a warehouse: with any table name, a plain

@@ -92,14 +92,14 @@ def test_snowflake(exporter: Exporter, tmp_path: Path) -> None:
 
 
 def test_bigquery(exporter: Exporter, request, tmp_path, monkeypatch) -> None:
-    from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource
+    from xeroml_pipelines.warehouses.bigquery import BigQueryWarehouse
 
     server = request.getfixturevalue("bigquery_server")
     gcs = make_provider("gcs", request, tmp_path)
     for k, v in gcs.env.items():
         monkeypatch.setenv(k, v)
     warehouse = {"type": "bigquery", "project": "xeroml-test", "dataset": "xeroml_enriched", "api_endpoint": server.url}
-    resource = BigQueryClientResource(project="xeroml-test", api_endpoint=server.url)
+    resource = BigQueryWarehouse(project="xeroml-test", dataset="xeroml_test", api_endpoint=server.url)
     with resource.get_client() as client:
         client.create_dataset("xeroml_enriched", exists_ok=True)
     _export_and_load(exporter, gcs.destination(), warehouse)

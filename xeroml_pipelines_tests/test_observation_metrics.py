@@ -109,10 +109,10 @@ def test_snowflake_adds_the_metrics_to_an_older_table(exporter: Exporter, tmp_pa
 
 
 def test_bigquery_adds_the_metrics_to_an_older_table(exporter: Exporter, request, tmp_path, monkeypatch) -> None:
-    from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource
+    from xeroml_pipelines.warehouses.bigquery import BigQueryWarehouse
 
     server = request.getfixturevalue("bigquery_server")
-    resource = BigQueryClientResource(project="xeroml-test", api_endpoint=server.url)
+    resource = BigQueryWarehouse(project="xeroml-test", dataset="xeroml_test", api_endpoint=server.url)
     gcs = make_provider("gcs", request, tmp_path)
     for k, v in gcs.env.items():
         monkeypatch.setenv(k, v)

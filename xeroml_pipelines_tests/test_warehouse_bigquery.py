@@ -9,7 +9,7 @@ from google.cloud import bigquery
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.defs.location import build_definitions
-from xeroml_pipelines.warehouses.bigquery import BigQueryClientResource, load_job_config, parquet_projection
+from xeroml_pipelines.warehouses.bigquery import BigQueryWarehouse, load_job_config, parquet_projection
 from xeroml_pipelines.warehouses.merge import merge_sql
 from xeroml_pipelines_tests.factories import insert, trace
 from xeroml_pipelines_tests.support import Exporter, make_provider
@@ -18,7 +18,7 @@ from xeroml_pipelines_tests.support import Exporter, make_provider
 @pytest.fixture
 def bq(request, monkeypatch):
     server = request.getfixturevalue("bigquery_server")
-    resource = BigQueryClientResource(project="xeroml-test", api_endpoint=server.url)
+    resource = BigQueryWarehouse(project="xeroml-test", dataset="xeroml_test", api_endpoint=server.url)
     return server, resource
 
 

@@ -245,3 +245,25 @@ exports:
 """
     with pytest.raises(ConfigError, match="must be provider: s3"):
         parse_config(text)
+
+
+def test_a_warehouse_password_is_read_from_its_variable_when_connecting(monkeypatch) -> None:
+    """The configuration holds the variable's name only; the resource reads the secret as it
+    connects, and an unset variable is named in the error instead of a driver's login failure."""
+    from xeroml_pipelines.warehouses.snowflake import SnowflakeWarehouse
+
+    warehouse = SnowflakeWarehouse(**{**SNOWFLAKE, "password_env": "XEROML_TEST_SF_PASSWORD"})
+    assert "XEROML_TEST_SF_PASSWORD" in repr(warehouse)
+    monkeypatch.delenv("XEROML_TEST_SF_PASSWORD", raising=False)
+    with pytest.raises(ConfigError, match="warehouse.password_env: the environment variable XEROML_TEST_SF_PASSWORD is unset"):
+        warehouse.connect()
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(snowflake.connector, "connect", lambda **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("XEROML_TEST_SF_PASSWORD", "s3cret")
+    warehouse.connect()
+    assert seen["password"] == "s3cret" and seen["schema"] == "EXPORTS"
+    redshift_warehouse = redshift.RedshiftWarehouse(
+        host="h", database="d", user="u", password_env="XEROML_TEST_RS_PASSWORD", iam_role_arn="arn:aws:iam::123456789012:role/r"
+    )
+    with pytest.raises(ConfigError, match="the environment variable XEROML_TEST_RS_PASSWORD is unset"):
+        redshift_warehouse.connect()

@@ -13,27 +13,17 @@ from xeroml_pipelines.config.loading import (
     parse_config,
     record_demo_days,
 )
-from xeroml_pipelines.config.warehouses import (
-    BigQueryWarehouseConfig,
-    DuckDBWarehouseConfig,
-    RedshiftWarehouseConfig,
-    SnowflakeWarehouseConfig,
-)
 
 __all__ = [
     "CONFIG_ENV",
     "DEMO_START",
     "AzureDestination",
-    "BigQueryWarehouseConfig",
     "ClickHouseConfig",
     "ConfigError",
-    "DuckDBWarehouseConfig",
     "ExportConfig",
     "GCSDestination",
     "LocalDestination",
-    "RedshiftWarehouseConfig",
     "S3Destination",
-    "SnowflakeWarehouseConfig",
     "XeroMLConfig",
     "default_config",
     "demo_days",

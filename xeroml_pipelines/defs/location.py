@@ -36,7 +36,7 @@ def export_resources(export: ExportConfig) -> dict[str, Any]:
         io_manager_key(export): export.destination.io_manager(destination, layout=export.object_layout()),
     }
     if export.warehouse:
-        resources[warehouse_key(export)] = export.warehouse.resource()
+        resources[warehouse_key(export)] = export.warehouse
     return resources
 
 

@@ -1,4 +1,6 @@
-"""What every warehouse resource offers the load assets."""
+"""What every warehouse resource offers the load assets. Each warehouse's resource is also its
+configuration: an export's `warehouse:` validates straight into it (its `type` picks the class),
+so a setting is declared once, and a client library is imported only when a load connects."""
 
 from __future__ import annotations
 
@@ -6,9 +8,11 @@ from abc import abstractmethod
 from dataclasses import dataclass
 
 from dagster import ConfigurableResource
+from pydantic import ConfigDict
 
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.formats import FileFormat
+from xeroml_pipelines.identifiers import TablePrefix
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 
 
@@ -20,6 +24,10 @@ class LoadResult:
 
 
 class Warehouse(ConfigurableResource):
+    model_config = ConfigDict(extra="forbid")
+
+    table_prefix: TablePrefix = "xeroml_"
+
     @abstractmethod
     def load(
         self,

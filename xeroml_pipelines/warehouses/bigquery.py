@@ -1,5 +1,5 @@
 """BigQuery: `load_table_from_uri` of the GCS export into a staging table, then MERGE, through
-dagster-gcp's BigQueryResource. JSON lines load with an explicit schema; Parquet files bring
+dagster-gcp's BigQueryResource (or an emulator's endpoint). JSON lines load with an explicit schema; Parquet files bring
 their own (lists as ARRAY, DECIMAL(18, 12) as BIGNUMERIC), and the MERGE reads them through a
 projection onto the table's types."""
 
@@ -8,42 +8,27 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Literal
 
-from dagster_gcp import BigQueryResource
-from google.cloud import bigquery
 from pydantic import Field
 
 from xeroml_pipelines import schemas
+from xeroml_pipelines.credentials import from_env
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.formats import FileFormat
+from xeroml_pipelines.identifiers import EnvVarName
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
 
-
-class BigQueryClientResource(BigQueryResource):
-    """dagster-gcp's resource plus an API endpoint, for BigQuery-compatible services and emulators."""
-
-    api_endpoint: str | None = Field(default=None, description="Only for an emulator: http://127.0.0.1:9050")
-
-    @contextmanager
-    def get_client(self) -> Iterator[bigquery.Client]:
-        if not self.api_endpoint:
-            with super().get_client() as client:
-                yield client
-            return
-        from google.auth.credentials import AnonymousCredentials
-
-        yield bigquery.Client(
-            project=self.project,
-            location=self.location,
-            credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": self.api_endpoint},
-        )
+if TYPE_CHECKING:
+    from google.cloud import bigquery
 
 
-def load_job_config(file_format: FileFormat = "jsonl") -> dict:
+def load_job_config(file_format: FileFormat = "jsonl") -> dict[str, Any]:
     if file_format == "parquet":
+        from google.cloud import bigquery
+
         return {
             "source_format": "PARQUET",
             "write_disposition": "WRITE_TRUNCATE",
@@ -71,9 +56,34 @@ def parquet_projection(table: str, staging: str, exclude: frozenset[str] = NO_EX
 
 
 class BigQueryWarehouse(Warehouse):
-    bigquery: BigQueryClientResource
-    dataset: str
-    table_prefix: str = "xeroml_"
+    """load_table_from_uri from the GCS export; the export's destination must be GCS."""
+
+    type: Literal["bigquery"] = "bigquery"
+    project: str
+    dataset: str = Field(pattern=r"^[A-Za-z0-9_]+$", max_length=1024)
+    location: str | None = None
+    credentials_env: EnvVarName | None = Field(default=None, description="Env var holding a base64 service-account key; else ADC")
+    api_endpoint: str | None = Field(default=None, description="Only for an emulator: http://127.0.0.1:9050")
+
+    @contextmanager
+    def get_client(self) -> Iterator[bigquery.Client]:
+        from google.cloud import bigquery
+
+        if self.api_endpoint:
+            from google.auth.credentials import AnonymousCredentials
+
+            yield bigquery.Client(
+                project=self.project,
+                location=self.location,
+                credentials=AnonymousCredentials(),
+                client_options={"api_endpoint": self.api_endpoint},
+            )
+            return
+        from dagster_gcp import BigQueryResource
+
+        key = from_env(self.credentials_env, "warehouse.credentials_env")
+        with BigQueryResource(project=self.project, location=self.location, gcp_credentials=key).get_client() as client:
+            yield client
 
     def load(
         self,
@@ -85,7 +95,9 @@ class BigQueryWarehouse(Warehouse):
         file_format: FileFormat = "jsonl",
     ) -> LoadResult:
         target = f"{self.dataset}.{self.table_prefix}{table}"  # validated identifiers: no quoting needed
-        with self.bigquery.get_client() as client:
+        from google.cloud import bigquery
+
+        with self.get_client() as client:
             client.query(schemas.ddl(table, "bigquery", target, exclude)).result()
             existing = [field.name for field in client.get_table(target).schema]
             for statement in schemas.add_columns(table, "bigquery", target, existing, exclude):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-import duckdb
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from xeroml_pipelines import schemas
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.formats import FileFormat
-from xeroml_pipelines.identifiers import validate_table_prefix
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
+
+if TYPE_CHECKING:
+    import duckdb
 
 
 def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[str] | None = None) -> int:
@@ -24,20 +26,17 @@ def _count(con: duckdb.DuckDBPyConnection, sql: str, params: list[str] | None = 
 
 
 class DuckDBWarehouse(Warehouse):
+    type: Literal["duckdb"] = "duckdb"
     path: str = Field(
         default="xeroml-warehouse.duckdb", description="Database file; relative paths are from the working directory"
     )
-    table_prefix: str = "xeroml_"
-
-    @field_validator("table_prefix")
-    @classmethod
-    def _prefix(cls, v: str) -> str:
-        return validate_table_prefix(v)
 
     def target(self, table: str) -> str:
         return f"{self.table_prefix}{table}"
 
     def connect(self) -> duckdb.DuckDBPyConnection:
+        import duckdb
+
         Path(self.path).absolute().parent.mkdir(parents=True, exist_ok=True)
         return duckdb.connect(str(Path(self.path).absolute()))
 

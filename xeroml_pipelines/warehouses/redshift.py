@@ -6,13 +6,15 @@ here: the statements are checked as SQL, and the MERGE they share with DuckDB ru
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from xeroml_pipelines import schemas
+from xeroml_pipelines.credentials import from_env
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.formats import FileFormat
+from xeroml_pipelines.identifiers import ROLE_ARN, EnvVarName
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
@@ -61,21 +63,26 @@ def load_statements(
 
 
 class RedshiftWarehouse(Warehouse):
+    """COPY from the S3 export with `iam_role_arn`; the export's destination must be S3."""
+
+    type: Literal["redshift"] = "redshift"
     host: str
     port: int = 5439
     database: str
     user: str
-    password: str | None = Field(default=None, description="Secret: as EnvVar('...')")
-    db_schema: str = "public"
-    iam_role_arn: str = Field(description="Role Redshift assumes to read the export bucket (s3:GetObject, s3:ListBucket)")
+    password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
+    schema_name: str = "public"
+    iam_role_arn: str = Field(
+        pattern=ROLE_ARN, description="Role Redshift assumes to read the export bucket (s3:GetObject, s3:ListBucket)"
+    )
     region: str | None = None
-    table_prefix: str = "xeroml_"
 
     def connect(self) -> Any:
+        password = from_env(self.password_env, "warehouse.password_env")
         import redshift_connector  # optional: pip install redshift_connector
 
         return redshift_connector.connect(
-            host=self.host, port=self.port, database=self.database, user=self.user, password=self.password
+            host=self.host, port=self.port, database=self.database, user=self.user, password=password
         )
 
     def load(
@@ -87,7 +94,7 @@ class RedshiftWarehouse(Warehouse):
         exclude: frozenset[str] = NO_EXCLUSIONS,
         file_format: FileFormat = "jsonl",
     ) -> LoadResult:
-        target = f"{self.db_schema}.{self.table_prefix}{table}"
+        target = f"{self.schema_name}.{self.table_prefix}{table}"
         merge = merge_sql(table, target, STAGING, exclude=exclude)
         con = self.connect()
         try:

@@ -9,13 +9,15 @@ below that prefix.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
 from xeroml_pipelines import schemas
+from xeroml_pipelines.credentials import from_env
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.formats import FileFormat
+from xeroml_pipelines.identifiers import EnvVarName
 from xeroml_pipelines.schemas import NO_EXCLUSIONS
 from xeroml_pipelines.warehouses.base import LoadResult, Warehouse
 from xeroml_pipelines.warehouses.merge import merge_sql
@@ -52,15 +54,19 @@ def staging_statements(
 
 
 class SnowflakeWarehouse(Warehouse):
+    """COPY INTO from `stage`, a stage the user created over the export's bucket and prefix."""
+
+    type: Literal["snowflake"] = "snowflake"
     account: str
     user: str
-    password: str | None = Field(default=None, description="Secret: as EnvVar('...')")
+    password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
     role: str | None = None
     warehouse: str | None = None
     database: str
-    db_schema: str = "PUBLIC"
-    stage: str = Field(description="Stage over the export's bucket and prefix, e.g. XEROML.EXPORTS.XEROML_STAGE")
-    table_prefix: str = "xeroml_"
+    schema_name: str = "PUBLIC"
+    stage: str = Field(
+        pattern=r"^[A-Za-z_][\w$.]*$", description="Stage over the export's bucket and prefix, e.g. XEROML.EXPORTS.XEROML_STAGE"
+    )
 
     def connect(self) -> Any:
         import snowflake.connector
@@ -68,11 +74,11 @@ class SnowflakeWarehouse(Warehouse):
         return snowflake.connector.connect(
             account=self.account,
             user=self.user,
-            password=self.password,
+            password=from_env(self.password_env, "warehouse.password_env"),
             role=self.role,
             warehouse=self.warehouse,
             database=self.database,
-            schema=self.db_schema,
+            schema=self.schema_name,
         )
 
     def load(
