@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
 import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD, Exporter, make_provider
+from xeroml_pipelines_tests.support import CLICKHOUSE_PASSWORD, CLICKHOUSE_PASSWORD_ENV, Exporter, make_provider
 
 
 @pytest.fixture(scope="session")
@@ -67,10 +68,15 @@ def azurite_server(emulator_dir: Path):
 
 @pytest.fixture(scope="session")
 def clickhouse_server(emulator_dir: Path):
-    """ClickHouse's HTTP interface over an engine of its own (clickhouse_http.py), password-protected."""
+    """ClickHouse's HTTP interface over an engine of its own (clickhouse_http.py), password-protected;
+    its password in the environment variable the resources name, as a deployment gives it."""
     from xeroml_pipelines_tests import emulators
 
-    yield from _serve(emulators.clickhouse_http(emulator_dir, emulator_dir / "clickhouse-http-engine", CLICKHOUSE_PASSWORD))
+    os.environ[CLICKHOUSE_PASSWORD_ENV] = CLICKHOUSE_PASSWORD
+    try:
+        yield from _serve(emulators.clickhouse_http(emulator_dir, emulator_dir / "clickhouse-http-engine", CLICKHOUSE_PASSWORD))
+    finally:
+        os.environ.pop(CLICKHOUSE_PASSWORD_ENV, None)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.config import ClickHouseConfig, ExportConfig, LocalDestination, XeroMLConfig
+from xeroml_pipelines.config import ExportConfig, LocalDestination, XeroMLConfig
 from xeroml_pipelines.defs.location import build_definitions
 
 # The ClickHouse server's password (a fresh secret per session), and the env var runs read it from.
@@ -43,7 +43,9 @@ class Exporter:
         }
         fields.update(export)
         return XeroMLConfig(
-            clickhouse=ClickHouseConfig(url=self.ch.url, database=self.ch.database, password_env=self.password_env),
+            clickhouse=ClickHouseResource(
+                url=self.ch.url, database=self.ch.database, password_env=self.password_env or self.ch.password_env
+            ),
             exports=(ExportConfig.model_validate(fields),),
         )
 
@@ -118,7 +120,7 @@ def server_database(server, name: str) -> ClickHouseResource:
     admin = clickhouse_connect.get_client(host="127.0.0.1", port=server.port, interface="http", password=CLICKHOUSE_PASSWORD)
     admin.command(f"CREATE DATABASE `{name}`")
     admin.close()
-    return ClickHouseResource(url=server.url, password=CLICKHOUSE_PASSWORD, database=name)
+    return ClickHouseResource(url=server.url, password_env=CLICKHOUSE_PASSWORD_ENV, database=name)
 
 
 def make_provider(name: str, request: pytest.FixtureRequest, tmp_path: Path, endpoint: str | None = None):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.config.exports import ClickHouseConfig
 from xeroml_pipelines.errors import ExportError
 from xeroml_pipelines_tests.emulators import free_port
 
@@ -71,7 +70,7 @@ def https_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str
 
 def test_a_private_ca_is_trusted_through_ca_cert_file(https_server: tuple[str, Path]) -> None:
     url, cert = https_server
-    resource = ClickHouseConfig(url=url, ca_cert_file=str(cert)).resource()
+    resource = ClickHouseResource(url=url, ca_cert_file=str(cert))
     assert resource.get_client().query("SELECT 41 + 1").first_row == (42,)
     resource.close()
 
@@ -84,6 +83,6 @@ def test_without_the_ca_the_connection_fails_naming_the_reason(https_server: tup
 
 def test_tls_settings_are_checked_before_anything_runs(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="ca_cert_file: .*nope.pem is not a readable file"):
-        ClickHouseConfig(url="https://ch.internal:8443", ca_cert_file=str(tmp_path / "nope.pem"))
+        ClickHouseResource(url="https://ch.internal:8443", ca_cert_file=str(tmp_path / "nope.pem"))
     with pytest.raises(ValueError, match="apply to an https:// url only"):
-        ClickHouseConfig(url="http://ch.internal:8123", verify_tls=False)
+        ClickHouseResource(url="http://ch.internal:8123", verify_tls=False)

@@ -29,7 +29,7 @@ def _seed(args: argparse.Namespace, first: date) -> tuple[date, date]:
 
     embedded = not os.environ.get(CONFIG_ENV)  # the demo's own database, whose days are recorded
     spec = DemoSpec(start=first, days=args.days, traces_per_day=args.traces_per_day, seed=args.seed)
-    if seed_if_empty(load_config().clickhouse.resource(), spec):
+    if seed_if_empty(load_config().clickhouse, spec):
         print(f"seeded demo data: {args.days} days from {first}, {args.traces_per_day} traces/day/project")
         if embedded:
             return record_demo_days(first, args.days)

@@ -12,7 +12,8 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 import clickhouse_connect
@@ -22,42 +23,46 @@ from clickhouse_connect.driver.binding import format_bind_value
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import OperationalError
 from dagster import ConfigurableResource
-from pydantic import Field, PrivateAttr
+from pydantic import ConfigDict, Field, PrivateAttr, model_validator
 
 from xeroml_pipelines.clickhouse.errors import EmbeddedEngineBusy, engine_locked, unreachable
-from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName
+from xeroml_pipelines.credentials import from_env
+from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName
 from xeroml_pipelines.sql.source_tables import create_schema_sql
 
 T = TypeVar("T")
 
-# The connection settings, declared once for the YAML model (config/exports.py) and the resource.
-ConnectTimeout = Annotated[float, Field(gt=0, description="How long one attempt to connect may take")]
-ConnectRetry = Annotated[
-    float, Field(ge=0, description="How long connecting is retried before the run fails (a restarting server)")
-]
-ReadTimeout = Annotated[float, Field(gt=0, description="How long the server may send nothing (a query's first block included)")]
-CaCertFile = Annotated[str | None, Field(description="https: the CA bundle (PEM) that signed the server's certificate")]
-VerifyTls = Annotated[bool, Field(description="https: check the server's certificate (false only for a test server)")]
-
 
 class ClickHouseResource(ConfigurableResource):
-    """Where XeroML's tables live. `url` is `https://host:8443`, `http://host:8123` or `chdb:///path`."""
+    """Where XeroML's tables live: the configuration's `clickhouse:` validates straight into it."""
 
-    url: ClickHouseUrl = Field(
-        description="https://host:port, http://host:port (explicit opt-in to plain HTTP), or chdb:///abs/path"
-    )
+    model_config = ConfigDict(extra="forbid")
+
+    url: ClickHouseUrl = Field(description="https://host:8443, http://host:8123 (plain HTTP, opted into), or chdb:///abs/path")
     user: str = "default"
-    password: str | None = Field(default=None, description="Secret: give it as EnvVar('...')")
+    password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
     database: DatabaseName = "default"
     batch_rows: int = Field(default=8_192, ge=1, description="Rows per ClickHouse block: the unit a partition streams in")
     embedded_wait_s: float = Field(
         default=120, ge=0, description="chDB only: how long to wait while another process holds the engine"
     )
-    connect_timeout_s: ConnectTimeout = 5
-    connect_retry_s: ConnectRetry = 20
-    read_timeout_s: ReadTimeout = 300
-    ca_cert_file: CaCertFile = None
-    verify_tls: VerifyTls = True
+    connect_timeout_s: float = Field(default=5, gt=0, description="How long one attempt to connect may take")
+    connect_retry_s: float = Field(
+        default=20, ge=0, description="How long connecting is retried before the run fails (a restarting server)"
+    )
+    read_timeout_s: float = Field(
+        default=300, gt=0, description="How long the server may send nothing (a query's first block included)"
+    )
+    ca_cert_file: str | None = Field(default=None, description="https: the CA bundle (PEM) that signed the server's certificate")
+    verify_tls: bool = Field(default=True, description="https: check the server's certificate (false only for a test server)")
+
+    @model_validator(mode="after")
+    def _tls(self) -> ClickHouseResource:
+        if self.ca_cert_file and not Path(self.ca_cert_file).is_file():
+            raise ValueError(f"ca_cert_file: {self.ca_cert_file} is not a readable file")
+        if (self.ca_cert_file or not self.verify_tls) and not self.url.startswith("https:"):
+            raise ValueError("ca_cert_file and verify_tls apply to an https:// url only")
+        return self
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -83,6 +88,7 @@ class ClickHouseResource(ConfigurableResource):
         unknown) for `connect_retry_s`; then one error naming the host and the reason."""
         parsed = urlparse(self.url)
         host, port = parsed.hostname, parsed.port or (8443 if parsed.scheme == "https" else 8123)
+        password = from_env(self.password_env, "clickhouse.password_env") or ""
         started, delay, attempts = time.monotonic(), 1.0, 0
         while True:
             attempts += 1
@@ -92,7 +98,7 @@ class ClickHouseResource(ConfigurableResource):
                     port=port,
                     interface=parsed.scheme,
                     username=self.user,
-                    password=self.password or "",
+                    password=password,
                     database=self.database,
                     connect_timeout=self.connect_timeout_s,
                     send_receive_timeout=self.read_timeout_s,

@@ -3,7 +3,7 @@ build their Dagster resources."""
 
 from xeroml_pipelines.config.base import ConfigError
 from xeroml_pipelines.config.destinations import AzureDestination, GCSDestination, LocalDestination, S3Destination
-from xeroml_pipelines.config.exports import ClickHouseConfig, ExportConfig, XeroMLConfig
+from xeroml_pipelines.config.exports import ExportConfig, XeroMLConfig
 from xeroml_pipelines.config.loading import (
     CONFIG_ENV,
     DEMO_START,
@@ -18,7 +18,6 @@ __all__ = [
     "CONFIG_ENV",
     "DEMO_START",
     "AzureDestination",
-    "ClickHouseConfig",
     "ConfigError",
     "ExportConfig",
     "GCSDestination",

@@ -7,63 +7,22 @@ from collections import Counter
 from collections.abc import Collection
 from datetime import date
 from itertools import pairwise
-from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
-from xeroml_pipelines.clickhouse.resource import (
-    CaCertFile,
-    ClickHouseResource,
-    ConnectRetry,
-    ConnectTimeout,
-    ReadTimeout,
-    VerifyTls,
-)
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
 from xeroml_pipelines.config.base import Strict, TableName, distinct, not_in_future
-from xeroml_pipelines.config.destinations import Destination, env
+from xeroml_pipelines.config.destinations import Destination
 from xeroml_pipelines.config.fleet import FleetConfig
 from xeroml_pipelines.config.warehouses import WarehouseConfig
 from xeroml_pipelines.export.formats import Codec, FileFormat
 from xeroml_pipelines.export.layout import Layout, LayoutStyle
-from xeroml_pipelines.identifiers import ClickHouseUrl, DatabaseName, EnvVarName, validate_identifier, validate_project_id
+from xeroml_pipelines.identifiers import EnvVarName, validate_identifier, validate_project_id
 from xeroml_pipelines.tables import DEFAULT_TABLES, exported_table
 from xeroml_pipelines.windows import Cadence, Mode
 
 # the asset keys of XeroML's ClickHouse tables begin with it (defs/keys.py): no export takes the name
 SOURCE_PREFIX = "clickhouse"
-
-
-class ClickHouseConfig(Strict):
-    url: ClickHouseUrl = Field(description="https://host:8443, http://host:8123, or chdb:///abs/path (embedded)")
-    user: str = "default"
-    password_env: EnvVarName | None = Field(default=None, description="Name of the env var holding the password")
-    database: DatabaseName = "default"
-    connect_timeout_s: ConnectTimeout = 5
-    connect_retry_s: ConnectRetry = 20
-    read_timeout_s: ReadTimeout = 300
-    ca_cert_file: CaCertFile = None
-    verify_tls: VerifyTls = True
-
-    @model_validator(mode="after")
-    def _tls(self) -> ClickHouseConfig:
-        if self.ca_cert_file and not Path(self.ca_cert_file).is_file():
-            raise ValueError(f"ca_cert_file: {self.ca_cert_file} is not a readable file")
-        if (self.ca_cert_file or not self.verify_tls) and not self.url.startswith("https:"):
-            raise ValueError("ca_cert_file and verify_tls apply to an https:// url only")
-        return self
-
-    def resource(self) -> ClickHouseResource:
-        return ClickHouseResource(
-            url=self.url,
-            user=self.user,
-            password=env(self.password_env),
-            database=self.database,
-            connect_timeout_s=self.connect_timeout_s,
-            connect_retry_s=self.connect_retry_s,
-            read_timeout_s=self.read_timeout_s,
-            ca_cert_file=self.ca_cert_file,
-            verify_tls=self.verify_tls,
-        )
 
 
 class ExportConfig(Strict):
@@ -234,7 +193,7 @@ class AlertsConfig(Strict):
 
 
 class XeroMLConfig(Strict):
-    clickhouse: ClickHouseConfig
+    clickhouse: ClickHouseResource
     exports: tuple[ExportConfig, ...] = ()
     fleet: FleetConfig | None = Field(default=None, description="Runs every export registered with `xeroml destinations`")
     alerts: AlertsConfig | None = Field(default=None, description="Where freshness and fleet alerts are posted")

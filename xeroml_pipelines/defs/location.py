@@ -46,7 +46,7 @@ def _distinct(jobs: dict[str, Any]) -> list[Any]:
 
 
 def build_definitions(config: XeroMLConfig) -> Definitions:
-    clickhouse = config.clickhouse.resource()
+    clickhouse = config.clickhouse
     # An export's resources are bound to its own definitions, not given to Definitions: Dagster
     # resolves every asset's and job's requirements against all top-level resources, so a key
     # per export at the top made loading quadratic in the number of exports.
