@@ -61,6 +61,8 @@ def validate_env_name(value: str) -> str:
 # The name of the environment variable that holds a secret: configuration never holds the secret.
 EnvVarName = Annotated[str, AfterValidator(validate_env_name)]
 
+# a bucket's name as S3 and GCS both allow it
+BUCKET = r"^[a-z0-9][a-z0-9._-]{1,61}[a-z0-9]$"
 ROLE_ARN = r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]+$"
 
 

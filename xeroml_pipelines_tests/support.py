@@ -16,8 +16,9 @@ from dagster import AssetKey, DagsterInstance, build_sensor_context, materialize
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
 from xeroml_pipelines.clickhouse.resource import ClickHouseResource
-from xeroml_pipelines.config import ExportConfig, LocalDestination, XeroMLConfig
+from xeroml_pipelines.config import ExportConfig, XeroMLConfig
 from xeroml_pipelines.defs.location import build_definitions
+from xeroml_pipelines.destinations.local import LocalFolder
 
 # The ClickHouse server's password (a fresh secret per session), and the env var runs read it from.
 CLICKHOUSE_PASSWORD = "ch-" + secrets.token_hex(12)
@@ -37,7 +38,7 @@ class Exporter:
         fields: dict[str, Any] = {
             "name": "exp",
             "project_id": self.project_id,
-            "destination": LocalDestination(provider="local", path=str(self.out)),
+            "destination": LocalFolder(path=str(self.out)),
             "start_date": "2025-01-01",
             "retries": 0,  # a failing test fails at once; test_retries.py covers the policy
         }

@@ -256,8 +256,7 @@ def test_transport_is_https_unless_an_endpoint_says_otherwise(monkeypatch: pytes
     assert (seen["interface"], seen["port"]) == ("https", 8443)
 
     cfg = parse_config(_CLOUD % "{provider: s3, bucket: ok-bucket, region: eu-west-1}")
-    s3 = cfg.exports[0].destination.resource()
-    assert s3.s3.get_client().meta.endpoint_url.startswith("https://")
+    assert cfg.exports[0].destination.client.meta.endpoint_url.startswith("https://")
 
     with pytest.raises(ConfigError, match="http"):
         parse_config(

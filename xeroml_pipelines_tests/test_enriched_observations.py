@@ -138,7 +138,7 @@ def test_parquet_hive_field_selection_manifest_and_verify(exporter: Exporter) ->
     assert manifest["object_key"] == f"{TABLE}/date={D}/data.parquet" and manifest["rows"] == 4
     assert sorted(manifest["excluded"]) == sorted(exclude[TABLE])
     export = exporter.config(tables=(TABLE,)).exports[0]
-    with export.destination.resource().process_config_and_initialize_cm() as destination:
+    with export.destination.process_config_and_initialize_cm() as destination:
         report = verify(destination, Layout(prefix=destination.prefix, style="hive"), TABLE, deep=True)
     assert report.ok and report.manifests == 1 and report.objects == 1, report.problems
 

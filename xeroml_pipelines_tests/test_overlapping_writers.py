@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
-from xeroml_pipelines.config.destinations import Destination as DestinationConfig
+from xeroml_pipelines.config.destinations import Destination as ConfiguredDestination
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.export.cutting import Chunk
 from xeroml_pipelines.export.jsonl import JsonLines
@@ -76,11 +76,11 @@ def test_overlapping_writers_commit_one_whole_version_ten_times(
     provider = make_provider(name, request, tmp_path)
     for k, v in provider.env.items():
         monkeypatch.setenv(k, v)
-    config = TypeAdapter(DestinationConfig).validate_python(provider.destination(**SIZES[name]))
+    config = TypeAdapter(ConfiguredDestination).validate_python(provider.destination(**SIZES[name]))
     window = Window("2025-01-13", datetime(2025, 1, 13, tzinfo=UTC), datetime(2025, 1, 14, tzinfo=UTC))
     stream = ExportStream("nightly", "p1", "traces", "incremental", (window,), source=None)  # type: ignore[arg-type]
     payloads = {hashlib.sha256(_payload(w)).hexdigest(): w for w in range(writers)}
-    with config.resource().process_config_and_initialize_cm() as destination:
+    with config.process_config_and_initialize_cm() as destination:
         for attempt in range(10):
             errors = _overlap(destination, stream, window, writers)
             assert not errors, (attempt, errors)

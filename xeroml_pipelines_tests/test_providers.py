@@ -11,7 +11,7 @@ from urllib.parse import unquote
 import pyarrow.parquet as pq
 import pytest
 
-from xeroml_pipelines.destinations.azure import _BlockUpload
+from xeroml_pipelines.destinations.azure_upload import BlockUpload
 from xeroml_pipelines.destinations.gcs import _ResumableUpload
 from xeroml_pipelines.destinations.s3 import _MultipartUpload
 from xeroml_pipelines_tests.emulators import TcpProxy, azurite_connection_string, fake_gcs, free_port
@@ -20,7 +20,7 @@ from xeroml_pipelines_tests.providers import PREFIX, Provider
 from xeroml_pipelines_tests.support import Exporter
 
 TABLES = ("traces", "observations", "scores", "sessions", "enriched_observations")  # every table, the opt-in one too
-UPLOADS = {"s3": _MultipartUpload, "gcs": _ResumableUpload, "azure": _BlockUpload}
+UPLOADS = {"s3": _MultipartUpload, "gcs": _ResumableUpload, "azure": BlockUpload}
 URI_SCHEME = {"local": "file://", "s3": "s3://", "gcs": "gs://", "azure": "http://127.0.0.1"}
 
 

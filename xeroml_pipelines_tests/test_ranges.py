@@ -90,12 +90,11 @@ def test_open_row_groups_count_in_the_per_query_budget() -> None:
     """A range query keeps one upload buffer per open file, and a Parquet file also its open row group."""
     from xeroml_pipelines.destinations.local import LocalFolder
     from xeroml_pipelines.destinations.s3 import S3Bucket
-    from xeroml_pipelines.destinations.s3_client import S3ClientResource
     from xeroml_pipelines.export.formats import format_for
     from xeroml_pipelines.export.parquet import ROW_GROUP_BYTES
 
     jsonl, parquet = format_for("jsonl", "none", "traces", frozenset()), format_for("parquet", "zstd", "traces", frozenset())
-    local, s3 = LocalFolder(path="/tmp/x"), S3Bucket(s3=S3ClientResource(), bucket="b", part_size_mib=64)
+    local, s3 = LocalFolder(path="/tmp/x"), S3Bucket(bucket="bucket", part_size_mib=64)
     assert engine.partitions_per_query(local, jsonl) is None  # nothing buffered: the whole range in one query
     assert engine.partitions_per_query(local, parquet) == engine.FILE_BUFFERS_BUDGET // ROW_GROUP_BYTES == 16
     assert engine.partitions_per_query(s3, jsonl) == 8

@@ -26,7 +26,7 @@ def test_verify_finds_missing_orphan_and_resized_objects(exporter: Exporter, pro
     for day in ("2025-01-14", "2025-01-15", "2025-01-16"):
         exporter.run(day, tables=("traces",), destination=provider.destination())
     export = exporter.config(destination=provider.destination()).exports[0]
-    with export.destination.resource().process_config_and_initialize_cm() as destination:
+    with export.destination.process_config_and_initialize_cm() as destination:
         layout = Layout(prefix=destination.prefix)
         report = verify(destination, layout, "traces", deep=True)
         assert report.ok and report.manifests == 3 and report.objects == 2
@@ -81,7 +81,7 @@ def test_a_runs_check_reads_its_own_partitions_whatever_the_history(exporter: Ex
         )
         for d in ("2025-01-15", "2025-01-16")
     ]
-    with export.destination.resource().process_config_and_initialize_cm() as destination:
+    with export.destination.process_config_and_initialize_cm() as destination:
         report = verify_partitions(destination, export.object_layout(), "traces", windows)
     assert len(report.problems) == 2, report.problems
     assert any("2025-01-15.jsonl" in p and "manifest says" in p for p in report.problems)

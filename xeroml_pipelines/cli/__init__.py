@@ -118,8 +118,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for export in config.exports:
         if names and export.name not in names:
             continue
-        # resolves EnvVar secrets and tears clients down, as Dagster does around a run
-        with export.destination.resource().process_config_and_initialize_cm() as destination:
+        # a destination of its own, its clients torn down after, as Dagster does around a run
+        with export.destination.process_config_and_initialize_cm() as destination:
             for table in export.tables:
                 report = verify(destination, export.object_layout(), table, deep=args.deep)
                 status = "ok" if report.ok else "PROBLEMS"

@@ -8,6 +8,7 @@ import argparse
 import getpass
 import sys
 import uuid
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -125,10 +126,9 @@ def cmd_test(args: argparse.Namespace) -> int:
     destination = r.entry.export.destination
     secrets = registry.open_secrets(args.name)
     check_destination(r.entry.export, secrets)  # again: a name may resolve elsewhere by now
-    resource = destination.resource(secrets)
     key = f"{destination.prefix}/_xeroml_probe/{uuid.uuid4().hex}".lstrip("/")
     payload = b"xeroml destination probe\n"
-    with resource.process_config_and_initialize_cm() as opened:
+    with closing(destination.with_credentials(secrets)) as opened:
         opened.write_small(key, payload)
         try:
             if opened.read_bytes(key) != payload:

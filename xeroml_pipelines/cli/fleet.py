@@ -4,6 +4,7 @@ configuration (only P's exports are written), and P's destinations checked again
 
 from __future__ import annotations
 
+from contextlib import closing
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -130,7 +131,7 @@ def verify_registered(entries: list[Registered], deep: bool) -> int:
             export = r.entry.export
             secrets = registry.open_secrets(r.name) if r.entry.secret_names else {}
             check_destination(export, secrets)
-            with export.destination.resource(secrets).process_config_and_initialize_cm() as destination:
+            with closing(export.destination.with_credentials(secrets)) as destination:
                 for table in export.tables:
                     report = verify(destination, export.object_layout(), table, deep=deep)
                     status = "ok" if report.ok else "PROBLEMS"

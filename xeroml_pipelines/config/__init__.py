@@ -2,7 +2,6 @@
 build their Dagster resources."""
 
 from xeroml_pipelines.config.base import ConfigError
-from xeroml_pipelines.config.destinations import AzureDestination, GCSDestination, LocalDestination, S3Destination
 from xeroml_pipelines.config.exports import ExportConfig, XeroMLConfig
 from xeroml_pipelines.config.loading import (
     CONFIG_ENV,
@@ -17,12 +16,8 @@ from xeroml_pipelines.config.loading import (
 __all__ = [
     "CONFIG_ENV",
     "DEMO_START",
-    "AzureDestination",
     "ConfigError",
     "ExportConfig",
-    "GCSDestination",
-    "LocalDestination",
-    "S3Destination",
     "XeroMLConfig",
     "default_config",
     "demo_days",

@@ -19,9 +19,9 @@ import yaml
 from pydantic import ValidationError
 
 from xeroml_pipelines.config.base import ConfigError
-from xeroml_pipelines.config.destinations import DEFAULT_EXPORT_DIR
 from xeroml_pipelines.config.exports import XeroMLConfig
 from xeroml_pipelines.config.messages import explain
+from xeroml_pipelines.destinations.local import DEFAULT_EXPORT_DIR
 
 CONFIG_ENV = "XEROML_CONFIG"
 COMPONENT_TYPE = "xeroml_pipelines.component.XeroML"

@@ -46,24 +46,30 @@ def _value(e: ErrorDetails) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _yaml_path(loc: tuple[int | str, ...], raw: Any) -> list[str]:
-    """The error's location as the user wrote it: pydantic puts the tag of a tagged union (a
-    provider, a warehouse type) into the location, the YAML has no such level."""
-    path, node = [], raw
+def _yaml_path(loc: tuple[int | str, ...], raw: Any) -> tuple[list[str], bool]:
+    """The error's location as the user wrote it (pydantic puts the tag of a tagged union, a
+    provider or a warehouse type, into the location; the YAML has no such level), and whether
+    the YAML gives a value there."""
+    path, node, given = [], raw, True
     for part in loc:
         inside = part in node if isinstance(node, dict) else isinstance(node, list) and isinstance(part, int) and part < len(node)
         if inside:
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and part != loc[-1]:
             continue  # a union tag
+        else:
+            given = False
         path.append(str(part))
-    return path
+    return path, given
 
 
 def describe(e: ErrorDetails, model: type[BaseModel], raw: Any = None) -> tuple[str, str]:
     """(YAML path, message) of one validation error."""
-    loc = _yaml_path(e["loc"], raw) if raw is not None else [str(p) for p in e["loc"]]
+    loc, given = _yaml_path(e["loc"], raw) if raw is not None else ([str(p) for p in e["loc"]], True)
     kind, ctx = e["type"], e.get("ctx") or {}
+    # a Dagster resource (a destination, a warehouse) takes a missing field as None
+    if kind == "missing" or (not given and e.get("input") is None):
+        return ".".join(loc), "required field missing"
     if kind == "union_tag_invalid":
         field = ctx["discriminator"].strip("'")
         return ".".join([*loc, field]), f"{ctx['tag']!r} is not one of: {_choices(ctx['expected_tags'])}"
@@ -76,8 +82,6 @@ def describe(e: ErrorDetails, model: type[BaseModel], raw: Any = None) -> tuple[
         close = difflib.get_close_matches(loc[-1], sorted(_field_names(model)), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         return ".".join(loc), f"unknown field{hint}"
-    if kind == "missing":
-        return ".".join(loc), "required field missing"
     if kind in _DATE_ERRORS:
         why = f": {ctx['error']}" if ctx.get("error") else ""
         return ".".join(loc), f"{_value(e)} is not a date (YYYY-MM-DD){why}"

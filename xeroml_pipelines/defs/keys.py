@@ -50,9 +50,9 @@ def warehouse_key(export: ExportConfig) -> str:
 
 @contextmanager
 def open_destination(export: ExportConfig) -> Iterator[Destination]:
-    """An export's destination opened in code (a sensor's tick), its credentials read from the
-    env vars its configuration names; its clients closed after."""
-    destination = export.destination.resource(secrets=export.destination.credentials_from_env())
+    """An export's destination opened in code (a sensor's tick): a copy of its own, so that the
+    clients it opens are this tick's, closed after."""
+    destination = export.destination.model_copy()
     try:
         yield destination
     finally:

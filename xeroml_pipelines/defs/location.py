@@ -23,6 +23,18 @@ from xeroml_pipelines.defs.keys import destination_key, io_manager_key, warehous
 from xeroml_pipelines.defs.warehouse.assets import build_warehouse_assets
 from xeroml_pipelines.defs.warehouse.sensors import build_load_sensor
 from xeroml_pipelines.defs.warehouse.sensors import load_jobs as load_jobs_of
+from xeroml_pipelines.io_managers.azure import AzureBlobExportIOManager
+from xeroml_pipelines.io_managers.base import ExportIOManager
+from xeroml_pipelines.io_managers.gcs import GCSExportIOManager
+from xeroml_pipelines.io_managers.local import LocalExportIOManager
+from xeroml_pipelines.io_managers.s3 import S3ExportIOManager
+
+IO_MANAGERS: dict[str, type[ExportIOManager]] = {
+    "local": LocalExportIOManager,
+    "s3": S3ExportIOManager,
+    "gcs": GCSExportIOManager,
+    "azure": AzureBlobExportIOManager,
+}
 
 
 def export_resources(export: ExportConfig) -> dict[str, Any]:
@@ -30,10 +42,10 @@ def export_resources(export: ExportConfig) -> dict[str, Any]:
     # the checks and the loads (a sensor and the verify job, which serves every export, open
     # their own: sensors see only the top-level resources). Dagster initializes each use on its
     # own; clients are created on first use, so a step pays only for the one it uses.
-    destination = export.destination.resource()
+    destination = export.destination
     resources: dict[str, Any] = {
         destination_key(export): destination,
-        io_manager_key(export): export.destination.io_manager(destination, layout=export.object_layout()),
+        io_manager_key(export): IO_MANAGERS[destination.provider](destination=destination, layout=export.object_layout()),
     }
     if export.warehouse:
         resources[warehouse_key(export)] = export.warehouse

@@ -1,21 +1,25 @@
 """What every destination offers: a staged upload that becomes visible whole at commit, small
 objects, delete, list, URIs, and one policy for removing a stale object.
 
-A destination is a Dagster resource: the export's IO manager writes through it, and the checks,
-sensors, `xeroml verify` and the warehouse loads read through it.
+A destination is a Dagster resource and its own configuration: an export's `destination:`
+validates straight into it (its `provider` picks the class), so each setting is declared once.
+The export's IO manager writes through it; the checks, sensors, `xeroml verify` and the
+warehouse loads read through it. A provider's SDK is imported when its first client is opened,
+so a configuration never loads a cloud SDK it does not use.
 """
 
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from dagster import ConfigurableResource, get_dagster_logger
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
+from xeroml_pipelines.credentials import from_env
 from xeroml_pipelines.identifiers import validate_prefix
 
 MIB = 1024 * 1024
@@ -46,7 +50,32 @@ class StagedUpload(Protocol):
 class Destination(ConfigurableResource):
     """A folder or bucket the export writes to, under `prefix`."""
 
+    model_config = ConfigDict(extra="forbid")
+
     prefix: str = Field(default="", description="Key prefix under the destination root, e.g. 'xeroml-export'")
+
+    # credentials given in code (the export registry's stored ones), never in the configuration
+    _stored_credentials: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """Where the export's files are, for a person: the root and the prefix."""
+
+    def with_credentials(self, credentials: Mapping[str, str]) -> Self:
+        """A copy of this destination that holds `credentials` (by setting name without `_env`),
+        used instead of the environment variables its `*_env` settings name. Dagster builds a
+        resource anew for each run, so such a copy is used directly, never through Dagster."""
+        copy = self.model_copy()
+        copy._stored_credentials = dict(credentials)
+        return copy
+
+    def credential(self, name: str) -> str | None:
+        """The secret setting `name`: its stored value, else the environment variable that its
+        `<name>_env` setting names, read now; None when neither is given."""
+        if name in self._stored_credentials:
+            return self._stored_credentials[name]
+        return from_env(getattr(self, f"{name}_env"), f"destination.{name}_env")
 
     @field_validator("prefix")
     @classmethod

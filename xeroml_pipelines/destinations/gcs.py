@@ -1,4 +1,5 @@
-"""Google Cloud Storage: a resumable upload streamed in chunks, through dagster-gcp's GCSResource.
+"""Google Cloud Storage: a resumable upload streamed in chunks, with dagster-gcp's client when no
+key is given (Application Default Credentials).
 
 The object exists only once the upload is finalized; a failed run cancels the session. The
 stored object's size and MD5 are compared with what was sent before the manifest is written.
@@ -13,23 +14,18 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from dagster_gcp import GCSResource
-from google.api_core import exceptions as gexc
-from google.api_core.retry import Retry
-from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError, RefreshError
-from google.cloud import storage
-from google.cloud.storage.retry import DEFAULT_RETRY
-from google.resumable_media import DataCorruption, InvalidResponse
-from pydantic import Field, PrivateAttr
-from requests.exceptions import ConnectionError as RequestsConnectionError
-from requests.exceptions import Timeout
+from pydantic import Field, PrivateAttr, model_validator
 
 from xeroml_pipelines.destinations.base import MIB, content_type
 from xeroml_pipelines.destinations.errors import DestinationError, Service
-from xeroml_pipelines.destinations.limits import ChunkSizeMiB, RetryDeadline
 from xeroml_pipelines.destinations.object_store import ObjectStore
+from xeroml_pipelines.identifiers import BUCKET, EnvVarName
+
+if TYPE_CHECKING:  # google's libraries load when a client is opened: they take about a second
+    from google.api_core.retry import Retry
+    from google.cloud import storage
 
 # GCS answers with HTTP statuses only: they are the codes.
 GCS = Service(
@@ -44,40 +40,10 @@ GCS = Service(
 )
 
 
-class GCSClientResource(GCSResource):
-    """dagster-gcp's GCSResource plus the spec's credential: a service-account JSON key, given as
-    a file path or as the JSON itself (from an env var). Without either: Application Default
-    Credentials (or the emulator named by STORAGE_EMULATOR_HOST)."""
-
-    service_account_json: str | None = Field(default=None, description="Secret: the key's JSON, as EnvVar('...')")
-    service_account_file: str | None = Field(default=None, description="Path to the service-account key file")
-
-    def get_client(self) -> storage.Client:
-        if self.service_account_json:
-            from google.oauth2 import service_account
-
-            try:
-                info = json.loads(self.service_account_json)
-            except json.JSONDecodeError:
-                raise DestinationError("GCS: the service-account key is not valid JSON", permanent=True) from None
-            try:
-                credentials = service_account.Credentials.from_service_account_info(info)
-            except (ValueError, KeyError) as e:
-                raise DestinationError(
-                    f"GCS: the service-account key is incomplete ({type(e).__name__})", permanent=True
-                ) from None
-            return storage.Client(project=self.project or info.get("project_id"), credentials=credentials)
-        if self.service_account_file:
-            try:
-                return storage.Client.from_service_account_json(self.service_account_file, project=self.project)
-            except (OSError, ValueError) as e:
-                raise DestinationError(
-                    f"GCS: cannot use service-account file {self.service_account_file!r} ({type(e).__name__})", permanent=True
-                ) from None
-        return super().get_client()
-
-
 def _status(e: Exception) -> int | None:
+    from google.api_core import exceptions as gexc
+    from google.resumable_media import InvalidResponse
+
     if isinstance(e, gexc.GoogleAPICallError):
         return e.code
     if isinstance(e, InvalidResponse):
@@ -125,14 +91,28 @@ class _ResumableUpload:
 
 
 class GCSBucket(ObjectStore):
-    """A GCS bucket through the client resource `gcs`."""
+    """Google Cloud Storage. Credentials: a service-account key (file, or JSON in an env var),
+    else Application Default Credentials (or the emulator STORAGE_EMULATOR_HOST names)."""
 
-    gcs: GCSClientResource
-    bucket: str
-    chunk_size_mib: ChunkSizeMiB
-    retry_deadline_s: RetryDeadline
+    provider: Literal["gcs"] = "gcs"
+    bucket: str = Field(pattern=BUCKET)
+    project: str | None = None
+    service_account_json_env: EnvVarName | None = Field(default=None, description="Env var holding the key's JSON")
+    service_account_file: str | None = Field(default=None, description="Path to the service-account key file")
+    chunk_size_mib: int = Field(default=16, ge=1, le=1024, description="Resumable upload chunk size")
+    retry_deadline_s: float = Field(default=300, gt=0, description="How long transient errors are retried per request")
 
     _handle: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _one_key(self) -> GCSBucket:
+        if self.service_account_json_env and self.service_account_file:
+            raise ValueError("give service_account_json_env or service_account_file, not both")
+        return self
+
+    @property
+    def location(self) -> str:
+        return f"gs://{self.bucket}/{self.prefix}"
 
     @property
     def upload_buffer_bytes(self) -> int:
@@ -142,15 +122,52 @@ class GCSBucket(ObjectStore):
     def handle(self) -> storage.Bucket:
         if self._handle is None:
             # `bucket()` makes no request: no storage.buckets.get permission is needed.
-            self._handle = self.gcs.get_client().bucket(self.bucket)
+            self._handle = self._client().bucket(self.bucket)
         return self._handle
+
+    def _client(self) -> storage.Client:
+        from google.cloud import storage
+
+        key = self.credential("service_account_json")
+        if key:
+            from google.oauth2 import service_account
+
+            try:
+                info = json.loads(key)
+            except json.JSONDecodeError:
+                raise DestinationError("GCS: the service-account key is not valid JSON", permanent=True) from None
+            try:
+                credentials = service_account.Credentials.from_service_account_info(info)
+            except (ValueError, KeyError) as e:
+                raise DestinationError(
+                    f"GCS: the service-account key is incomplete ({type(e).__name__})", permanent=True
+                ) from None
+            return storage.Client(project=self.project or info.get("project_id"), credentials=credentials)
+        if self.service_account_file:
+            try:
+                return storage.Client.from_service_account_json(self.service_account_file, project=self.project)
+            except (OSError, ValueError) as e:
+                raise DestinationError(
+                    f"GCS: cannot use service-account file {self.service_account_file!r} ({type(e).__name__})", permanent=True
+                ) from None
+        from dagster_gcp import GCSResource
+
+        return GCSResource(project=self.project).get_client()
 
     @property
     def retry(self) -> Retry:
+        from google.cloud.storage.retry import DEFAULT_RETRY
+
         return DEFAULT_RETRY.with_timeout(self.retry_deadline_s)
 
     @contextmanager
     def errors(self, operation: str, key: str) -> Iterator[None]:
+        from google.api_core import exceptions as gexc
+        from google.auth.exceptions import DefaultCredentialsError, GoogleAuthError, RefreshError
+        from google.resumable_media import DataCorruption, InvalidResponse
+        from requests.exceptions import ConnectionError as RequestsConnectionError
+        from requests.exceptions import Timeout
+
         where = f"GCS bucket {self.bucket!r} ({operation} {key})"
         try:
             yield
@@ -173,6 +190,8 @@ class GCSBucket(ObjectStore):
         return _ResumableUpload(self, key)
 
     def read_bytes(self, key: str) -> bytes:
+        from google.api_core import exceptions as gexc
+
         with self.errors("download", key):
             try:
                 return self.handle.blob(key).download_as_bytes(retry=self.retry)
@@ -187,6 +206,8 @@ class GCSBucket(ObjectStore):
             self.handle.blob(key).upload_from_string(data, content_type=content_type(key), checksum="md5", retry=self.retry)
 
     def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        from google.api_core import exceptions as gexc
+
         with self.errors("download", key):
             blob = self.handle.get_blob(key, retry=self.retry)
             if blob is None:
@@ -197,6 +218,8 @@ class GCSBucket(ObjectStore):
                 return self.read_versioned(key)  # replaced or removed between the two requests
 
     def write_if(self, key: str, data: bytes, version: str | None) -> str | None:
+        from google.api_core import exceptions as gexc
+
         blob = self.handle.blob(key)
         with self.errors("upload", key):
             try:
@@ -209,6 +232,8 @@ class GCSBucket(ObjectStore):
         return str(blob.generation)
 
     def delete_if(self, key: str, version: str) -> bool:
+        from google.api_core import exceptions as gexc
+
         with self.errors("delete", key):
             try:
                 self.handle.blob(key).delete(if_generation_match=int(version), retry=self.retry)
@@ -219,6 +244,8 @@ class GCSBucket(ObjectStore):
         return True
 
     def delete(self, key: str) -> None:
+        from google.api_core import exceptions as gexc
+
         with self.errors("delete", key):
             try:
                 self.handle.blob(key).delete(retry=self.retry)
@@ -232,6 +259,8 @@ class GCSBucket(ObjectStore):
             return self.handle.blob(key).exists(retry=self.retry)
 
     def download(self, key: str, dest: Path) -> None:
+        from google.api_core import exceptions as gexc
+
         with self.errors("download", key):
             try:
                 self.handle.blob(key).download_to_filename(str(dest), retry=self.retry)

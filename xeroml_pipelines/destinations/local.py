@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 
@@ -25,6 +26,7 @@ from xeroml_pipelines.processes import alive
 STAGING_DIR = "_staging"
 LOCKS_DIR = "_locks"
 _HOST = socket.gethostname().replace("-", "_")
+DEFAULT_EXPORT_DIR = "xeroml-export"
 
 
 def _remove_orphans(staging: Path) -> None:
@@ -104,7 +106,12 @@ def _fsync_dir(path: Path) -> None:
 class LocalFolder(Destination):
     """A folder on local disk: the embedded default destination."""
 
-    path: str = Field(description="Destination folder; relative paths are from the working directory")
+    provider: Literal["local"] = "local"
+    path: str = Field(default=DEFAULT_EXPORT_DIR, description="Destination folder; relative paths are from the working directory")
+
+    @property
+    def location(self) -> str:
+        return str(self._root / self.prefix)
 
     @property
     def _root(self) -> Path:

@@ -1,4 +1,4 @@
-"""AWS S3 (and S3-compatible stores): a streaming multipart upload through dagster-aws's S3Resource.
+"""AWS S3 (and S3-compatible stores): a streaming multipart upload.
 
 Every call stays inside the spec's IAM policy (`s3:PutObject`, `s3:GetObject`, `s3:ListBucket`):
 no HeadBucket, no CreateBucket. Two calls are optional and degrade cleanly when denied:
@@ -11,52 +11,27 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError
 from dagster import get_dagster_logger
-from pydantic import Field, PrivateAttr
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from xeroml_pipelines.destinations.base import MIB, content_type
-from xeroml_pipelines.destinations.errors import DestinationError, Service
-from xeroml_pipelines.destinations.limits import PartSizeMiB
+from xeroml_pipelines.destinations.errors import DestinationError
 from xeroml_pipelines.destinations.object_store import ObjectStore
-from xeroml_pipelines.destinations.s3_client import S3ClientResource
+from xeroml_pipelines.destinations.s3_errors import CONDITION_FAILED, error_code, translate
+from xeroml_pipelines.identifiers import BUCKET, ROLE_ARN, EnvVarName
 
 MAX_PARTS = 10_000
-
-S3 = Service(
-    "S3",
-    {
-        "NoSuchBucket": "the bucket does not exist",
-        "AccessDenied": "access denied (check the IAM policy)",
-        "AllAccessDisabled": "access to the bucket is disabled",
-        "InvalidAccessKeyId": "bad credentials: the access key id is unknown",
-        "SignatureDoesNotMatch": "bad credentials: the secret key does not match",
-        "ExpiredToken": "bad credentials: the session token expired",
-        "InvalidToken": "bad credentials: the session token is invalid",
-        "InvalidBucketName": "the bucket name is invalid",
-        "KMS.NotFoundException": "the KMS key does not exist",
-        "KMS.AccessDeniedException": "access denied to the KMS key",
-        "EntityTooLarge": "the object is larger than S3 accepts",
-        "InvalidPart": "a part was lost before completion",
-        "BadDigest": "a part's checksum did not match what was sent",
-        "InvalidDigest": "a part's checksum did not match what was sent",
-    },
-)
 
 
 def _b64md5(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
-
-
-def _code(e: Exception) -> str:
-    if isinstance(e, ClientError):
-        return str(e.response.get("Error", {}).get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-    return type(e).__name__
 
 
 class _MultipartUpload:
@@ -127,25 +102,53 @@ class _MultipartUpload:
         except (ClientError, BotoCoreError) as e:
             # Nothing is visible either way: an incomplete upload never shows at the key.
             get_dagster_logger().warning(
-                f"{b.uri(self._key)}: could not abort multipart upload ({_code(e)}); its parts stay billed until "
+                f"{b.uri(self._key)}: could not abort multipart upload ({error_code(e)}); its parts stay billed until "
                 "an AbortIncompleteMultipartUpload lifecycle rule removes them (or grant s3:AbortMultipartUpload)"
             )
         self._upload_id = None
 
 
-# Another writer's conditional write came first: 412, or 409 while its request is in flight.
-_CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"})
-
-
 class S3Bucket(ObjectStore):
-    """An S3 bucket (or an S3-compatible store) through the client resource `s3`."""
+    """AWS S3 or an S3-compatible store. Credentials: access key env vars, else the default
+    chain (env, profile, instance role); optionally a role to assume on top."""
 
-    s3: S3ClientResource
-    bucket: str
-    part_size_mib: PartSizeMiB
+    provider: Literal["s3"] = "s3"
+    bucket: str = Field(pattern=BUCKET)
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, description="S3-compatible store; plain http only when written here")
+    addressing_style: Literal["auto", "virtual", "path"] = "auto"
+    access_key_id_env: EnvVarName | None = None
+    secret_access_key_env: EnvVarName | None = None
+    session_token_env: EnvVarName | None = None
+    profile: str | None = None
+    role_arn: str | None = Field(default=None, pattern=ROLE_ARN, description="IAM role assumed through STS before any S3 call")
+    external_id_env: EnvVarName | None = Field(default=None, description="The external id the role's trust policy requires")
+    sts_endpoint_url: str | None = Field(default=None, description="Only for STS-compatible services other than AWS")
     sse_kms_key_id: str | None = Field(default=None, description="Encrypt objects with this KMS key (SSE-KMS)")
+    # S3 allows 10,000 parts; with the 64 MiB default an object may reach 625 GiB.
+    part_size_mib: int = Field(default=64, ge=5, le=5 * 1024, description="Multipart part size; 10,000 parts max per object")
+    max_attempts: int = Field(default=5, ge=1, le=20)
 
     _client: Any = PrivateAttr(default=None)
+
+    @field_validator("endpoint_url", "sts_endpoint_url")
+    @classmethod
+    def _endpoint(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://[^/\s]+/?$", v):
+            raise ValueError(f"must be http(s)://host[:port], got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _keys_in_pairs(self) -> S3Bucket:
+        if bool(self.access_key_id_env) != bool(self.secret_access_key_env):
+            raise ValueError("access_key_id_env and secret_access_key_env go together")
+        if self.session_token_env and not self.access_key_id_env:
+            raise ValueError("session_token_env needs access_key_id_env and secret_access_key_env")
+        return self
+
+    @property
+    def location(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}"
 
     @property
     def upload_buffer_bytes(self) -> int:
@@ -154,7 +157,21 @@ class S3Bucket(ObjectStore):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = self.s3.get_client()
+            from xeroml_pipelines.destinations.s3_client import s3_client
+
+            self._client = s3_client(
+                region=self.region,
+                endpoint_url=self.endpoint_url,
+                addressing_style=self.addressing_style,
+                max_attempts=self.max_attempts,
+                profile=self.profile,
+                access_key_id=self.credential("access_key_id"),
+                secret_access_key=self.credential("secret_access_key"),
+                session_token=self.credential("session_token"),
+                role_arn=self.role_arn,
+                external_id=self.credential("external_id"),
+                sts_endpoint_url=self.sts_endpoint_url,
+            )
         return self._client
 
     def encryption(self) -> dict[str, str]:
@@ -166,16 +183,8 @@ class S3Bucket(ObjectStore):
         if not self.sse_kms_key_id and etag.strip('"') != expected_md5:
             raise DestinationError(f"{self.uri(key)}: stored ETag {etag} does not match the bytes sent", permanent=False)
 
-    def _translate(self, e: Exception, operation: str, key: str) -> DestinationError:
-        if isinstance(e, NoCredentialsError):
-            return S3.bad_credentials(
-                f"S3 bucket {self.bucket!r}",
-                "no AWS credentials found (set the access key env vars, a profile, or an instance role)",
-            )
-        where = f"S3 bucket {self.bucket!r} ({operation} {key})"
-        if isinstance(e, ClientError):
-            return S3.refused(where, _code(e), e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
-        return S3.unreachable(where, e)
+    def translate(self, e: Exception, operation: str, key: str) -> DestinationError:
+        return translate(e, f"S3 bucket {self.bucket!r}", operation, key)
 
     @contextmanager
     def errors(self, operation: str, key: str, missing_ok: bool = False) -> Iterator[None]:
@@ -184,11 +193,11 @@ class S3Bucket(ObjectStore):
         try:
             yield
         except ClientError as e:
-            if missing_ok and _code(e) in ("NoSuchKey", "404"):
+            if missing_ok and error_code(e) in ("NoSuchKey", "404"):
                 raise FileNotFoundError(self.uri(key)) from None
-            raise self._translate(e, operation, key) from None
+            raise self.translate(e, operation, key) from None
         except BotoCoreError as e:
-            raise self._translate(e, operation, key) from None
+            raise self.translate(e, operation, key) from None
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
@@ -227,11 +236,11 @@ class S3Bucket(ObjectStore):
                 Bucket=self.bucket, Key=key, Body=data, ContentMD5=_b64md5(data), **condition, **self.encryption()
             )
         except ClientError as e:
-            if _code(e) in _CONDITION_FAILED:
+            if error_code(e) in CONDITION_FAILED:
                 return None
-            raise self._translate(e, "PutObject", key) from None
+            raise self.translate(e, "PutObject", key) from None
         except BotoCoreError as e:
-            raise self._translate(e, "PutObject", key) from None
+            raise self.translate(e, "PutObject", key) from None
         return str(response["ETag"])
 
     def delete_if(self, key: str, version: str) -> bool:
@@ -246,11 +255,11 @@ class S3Bucket(ObjectStore):
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except ClientError as e:
-            if _code(e) == "AccessDenied":
+            if error_code(e) == "AccessDenied":
                 raise PermissionError(self.uri(key)) from None
-            raise self._translate(e, "DeleteObject", key) from None
+            raise self.translate(e, "DeleteObject", key) from None
         except BotoCoreError as e:
-            raise self._translate(e, "DeleteObject", key) from None
+            raise self.translate(e, "DeleteObject", key) from None
 
     def exists(self, key: str) -> bool:
         try:

@@ -53,9 +53,7 @@ def open_targets(
         try:
             credentials = _credentials(registry, registered, keyring)
             check_destination(registered.entry.export, credentials)
-            # every credential given as a value: the resource holds no EnvVar to resolve, so it is
-            # used as it is (Dagster's initialization of a resource builds an instance each time)
-            destination = registered.entry.export.destination.resource(secrets=credentials)
+            destination = registered.entry.export.destination.with_credentials(credentials)
         except ConfigError as e:
             refused[registered.name] = ExportError(f"{registered.name}: {e}", permanent=True)
             continue
