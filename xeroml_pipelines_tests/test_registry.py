@@ -68,6 +68,8 @@ def test_cli_manages_entries_and_never_shows_a_credential(tmp_path: Path) -> Non
     assert runs[-1].returncode == 0 and "registered 2 export(s)" in runs[-1].stdout
     runs.append(_cli(tmp_path, "list"))
     assert [line.split()[0] for line in runs[-1].stdout.splitlines()] == ["NAME", "acme", "globex"]
+    globex_row = runs[-1].stdout.splitlines()[2].split()
+    assert globex_row[2].startswith("s3://globex-bucket/") and globex_row[-1] == "enabled", globex_row
     runs.append(_cli(tmp_path, "show", "globex"))
     shown = runs[-1].stdout
     assert "stored credential: secret_access_key (encrypted)" in shown and "bucket: globex-bucket" in shown
@@ -129,7 +131,7 @@ def test_keys_rotate_and_a_missing_key_is_named(tmp_path: Path, monkeypatch: pyt
     monkeypatch.delenv("XEROML_REGISTRY_KEYS", raising=False)
     with pytest.raises(ConfigError, match="XEROML_REGISTRY_KEYS is not set"):
         registry.put([entry])
-    assert registry.all() == []
+    assert registry.listing() == []
     registry.put([entry], keyring=Keyring([old]))
     assert registry.open_secrets("globex", Keyring([old]))["secret_access_key"] == SECRET
     assert registry.rotate(Keyring([new, old])) == 1
@@ -200,7 +202,7 @@ def test_customer_endpoints_and_paths_cannot_reach_inside_the_platform(
     with pytest.raises(ConfigError) as e:
         registry.put([parse_entry(raw, "entries")], keyring=Keyring([new_key()]))
     assert message in str(e.value)
-    assert registry.all() == []
+    assert registry.listing() == []
     # a public address passes; the operator can allow an inside one, by network or by host
     plain = {k: v for k, v in raw.items() if k != "secrets"}
     public = {
@@ -232,7 +234,7 @@ def test_the_registry_on_postgresql(postgres: Postgres) -> None:
     registry = Registry(url).create()
     keyring = Keyring([new_key()])
     registry.put([parse_entry(e, "entries") for e in _entries()], keyring=keyring)
-    assert [r.name for r in registry.all()] == ["acme", "globex"]
+    assert [r.name for r in registry.listing()] == ["acme", "globex"]
     assert postgres.query("SELECT count(*) FROM xeroml.xeroml_export_registry") == "2"
     assert SECRET not in postgres.query("SELECT secrets FROM xeroml.xeroml_export_registry WHERE name = 'globex'")
     registry.set_enabled("globex", False, "bucket gone")

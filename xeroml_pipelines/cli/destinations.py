@@ -69,17 +69,16 @@ _SHOWN = 20
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    registered = _registry(args).all()
+    registered = _registry(args).summaries()
     if not registered:
         print("no registered exports (add one with `xeroml destinations add FILE`)")
         return 0
     rows = [("NAME", "PROJECT", "DESTINATION", "CADENCE", "TABLES", "STATE")]
     for r in registered:
-        e = r.entry.export
-        state = "enabled" if r.entry.enabled else "disabled"
+        state = "enabled" if r.enabled else "disabled"
         if r.consecutive_failures:
             state += f", {r.consecutive_failures} failure(s)"
-        rows.append((e.name, e.project_id, e.destination.location, e.cadence, ",".join(e.tables), state))
+        rows.append((r.name, r.project_id, r.location, r.cadence, ",".join(r.tables), state))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

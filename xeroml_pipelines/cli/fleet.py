@@ -24,10 +24,11 @@ def registered(projects: list[str], configured: list[str]) -> list[Registered]:
 
     registry = Registry().create()
     try:
-        entries = registry.all()
+        # the entries chosen from the listing, validated alone: a registry holds thousands
+        chosen = [r.name for r in registry.listing() if r.name in projects or r.project_id in projects]
+        found = registry.some(chosen)
     finally:
         registry.close()
-    found = [r for r in entries if r.name in projects or r.entry.export.project_id in projects]
     known = {r.name for r in found} | {r.entry.export.project_id for r in found}
     if unknown := [p for p in projects if p not in known]:
         raise UsageError(

@@ -31,6 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import OperationalError
 
+from xeroml_pipelines.config.destinations import stored_location
 from xeroml_pipelines.errors import ConfigError
 from xeroml_pipelines.registry.endpoints import check_destination
 from xeroml_pipelines.registry.entries import Entry, from_stored, stored_form
@@ -108,6 +109,19 @@ class Listed:
     disabled_by: str | None
 
 
+@dataclass(frozen=True)
+class Summary:
+    """An entry as `xeroml destinations list` shows it, read without validating it again."""
+
+    name: str
+    project_id: str
+    location: str
+    cadence: str
+    tables: tuple[str, ...]
+    enabled: bool
+    consecutive_failures: int
+
+
 class Registry:
     def __init__(self, url: str | None = None) -> None:
         self.url = url or default_url()
@@ -181,11 +195,6 @@ class Registry:
             raise ConfigError(f"no registered export named {name!r} (`xeroml destinations list` shows them)")
         return _registered(row)
 
-    def all(self) -> list[Registered]:
-        with self._errors(), self._engine.connect() as conn:
-            rows = conn.execute(select(EXPORTS).order_by(EXPORTS.c.name)).mappings().all()
-        return [_registered(r) for r in rows]
-
     def listing(self) -> list[Listed]:
         columns = (EXPORTS.c.name, EXPORTS.c.project_id, EXPORTS.c.enabled, EXPORTS.c.disabled_by, EXPORTS.c.spec)
         with self._errors(), self._engine.connect() as conn:
@@ -194,6 +203,17 @@ class Registry:
             Listed(name, project_id, json.loads(spec)["cadence"], bool(enabled), disabled_by)
             for name, project_id, enabled, disabled_by, spec in rows
         ]
+
+    def summaries(self) -> list[Summary]:
+        columns = (EXPORTS.c.name, EXPORTS.c.project_id, EXPORTS.c.enabled, EXPORTS.c.consecutive_failures, EXPORTS.c.spec)
+        with self._errors(), self._engine.connect() as conn:
+            rows = conn.execute(select(*columns).order_by(EXPORTS.c.name)).all()
+        summaries = []
+        for name, project_id, enabled, failures, stored in rows:
+            spec = json.loads(stored)
+            location = stored_location(spec["destination"])
+            summaries.append(Summary(name, project_id, location, spec["cadence"], tuple(spec["tables"]), bool(enabled), failures))
+        return summaries
 
     def some(self, names: Collection[str]) -> list[Registered]:
         """The entries of `names` (those registered), by name."""
