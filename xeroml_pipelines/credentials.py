@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import os
 
-from xeroml_pipelines.errors import ConfigError
+from xeroml_pipelines.errors import MissingSecret
 
 
 def from_env(variable: str | None, setting: str) -> str | None:
-    """The secret in `variable` (None when no variable is named); an unset or empty variable is a
-    `ConfigError` naming the `setting` that names it."""
+    """The secret in `variable` (None when no variable is named); an unset or empty variable is
+    `MissingSecret`, naming the `setting` that names it."""
     if not variable:
         return None
     value = os.environ.get(variable)
     if not value:
-        raise ConfigError(f"{setting}: the environment variable {variable} is unset or empty")
+        raise MissingSecret(f"{setting}: the environment variable {variable} is unset or empty")
     return value

@@ -18,3 +18,11 @@ class ExportError(Exception):
 
 class ConfigError(ValueError):
     """The configuration is invalid; the message names the source and each bad field."""
+
+
+class MissingSecret(ExportError, ConfigError):
+    """A secret's environment variable is unset or empty: a mistake in the configuration, and for
+    a run a permanent failure (no retry sets the variable)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, permanent=True)
