@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
-from botocore.exceptions import BotoCoreError, ClientError
 from dagster import get_dagster_logger
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
@@ -93,6 +92,8 @@ class _MultipartUpload:
             raise DestinationError(f"{b.uri(self._key)} holds {stored} bytes after upload, expected {size}", permanent=False)
 
     def abort(self) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         self._buffer.clear()
         if self._upload_id is None:
             return
@@ -190,6 +191,8 @@ class S3Bucket(ObjectStore):
     def errors(self, operation: str, key: str, missing_ok: bool = False) -> Iterator[None]:
         """SDK errors as `DestinationError`s; with `missing_ok`, a missing object is
         `FileNotFoundError` (Dagster relies on it)."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             yield
         except ClientError as e:
@@ -230,6 +233,8 @@ class S3Bucket(ObjectStore):
             return None
 
     def write_if(self, key: str, data: bytes, version: str | None) -> str | None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
         try:
             response = self.client.put_object(
@@ -252,6 +257,8 @@ class S3Bucket(ObjectStore):
         return True
 
     def delete(self, key: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             self.client.delete_object(Bucket=self.bucket, Key=key)
         except ClientError as e:

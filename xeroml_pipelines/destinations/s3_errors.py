@@ -1,9 +1,8 @@
 """S3's failures in our words: its error codes that a retry cannot change, and how a botocore
-exception becomes a `DestinationError` naming the bucket and the operation."""
+exception becomes a `DestinationError` naming the bucket and the operation. (botocore is
+imported when an error is translated: a configuration without S3 never loads it.)"""
 
 from __future__ import annotations
-
-from botocore.exceptions import ClientError, NoCredentialsError
 
 from xeroml_pipelines.destinations.errors import DestinationError, Service
 
@@ -33,12 +32,16 @@ CONDITION_FAILED = frozenset({"PreconditionFailed", "412", "ConditionalRequestCo
 
 
 def error_code(e: Exception) -> str:
+    from botocore.exceptions import ClientError
+
     if isinstance(e, ClientError):
         return str(e.response.get("Error", {}).get("Code") or e.response.get("ResponseMetadata", {}).get("HTTPStatusCode"))
     return type(e).__name__
 
 
 def translate(e: Exception, bucket: str, operation: str, key: str) -> DestinationError:
+    from botocore.exceptions import ClientError, NoCredentialsError
+
     if isinstance(e, NoCredentialsError):
         return S3.bad_credentials(
             bucket, "no AWS credentials found (set the access key env vars, a profile, or an instance role)"
