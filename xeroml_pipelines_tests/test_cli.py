@@ -96,6 +96,15 @@ def test_a_failed_export_prints_one_line_with_its_cause(seeded: Path, tmp_path: 
     assert verbose.returncode == 1 and "Stack Trace" in verbose.stderr
 
 
+def test_an_export_before_the_demo_is_seeded_says_to_run_the_demo(tmp_path: Path) -> None:
+    """On the embedded defaults an empty database has no XeroML tables: the failure says what to
+    do in its line, without ClickHouse's quote of the whole query."""
+    done = _xeroml(tmp_path, None, "export", DAY)
+    assert done.returncode == 1 and "Traceback" not in done.stdout + done.stderr
+    failed = [x for x in done.stdout.splitlines() if ": FAILED: " in x]
+    assert failed and all("run `xeroml demo` first" in x and "In scope" not in x and len(x) < 600 for x in failed), failed
+
+
 def test_progress_lines_count_partitions_rows_and_bytes(seeded: Path) -> None:
     done = _xeroml(seeded, seeded / "xeroml.yaml", "export", "2025-01-13", DAY)
     assert done.returncode == 0, done.stderr

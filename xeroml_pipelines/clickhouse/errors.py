@@ -32,13 +32,23 @@ _PERMANENT_CODES = {
 _CODE = re.compile(r"\bCode:\s*(\d+)")
 
 
-def is_permanent(error: BaseException) -> bool:
-    """Whether a ClickHouse error is one a retry cannot fix (see `_PERMANENT_CODES`): over HTTP
-    clickhouse-connect reports the server's code, chDB only has it in the message."""
+# ClickHouse quotes the whole analysed query after "In scope": hundreds of columns, kept for the
+# log (--verbose), not for the one line a user reads
+_IN_SCOPE = re.compile(r"\s*In scope .*?(?=\s*\([A-Z_]+\)\s*$)|\s*In scope .*$", re.S)
+_NOT_THERE = (60, 81)  # UNKNOWN_TABLE, UNKNOWN_DATABASE
+
+
+def _code(error: BaseException) -> int | None:
+    """Over HTTP clickhouse-connect reports the server's code; chDB only has it in the message."""
     code = getattr(error, "code", None)
     if code is None and (match := _CODE.search(str(error))):
         code = int(match.group(1))
-    return code in _PERMANENT_CODES
+    return code if isinstance(code, int) else None
+
+
+def is_permanent(error: BaseException) -> bool:
+    """Whether a ClickHouse error is one a retry cannot fix (see `_PERMANENT_CODES`)."""
+    return _code(error) in _PERMANENT_CODES
 
 
 _REASONS = (
@@ -73,9 +83,14 @@ def read_failure(what: str, error: BaseException, rows: int | None) -> ClickHous
     never started), as the message a user sees."""
     cause = f"{type(error).__name__}: {error}"
     if is_permanent(error):
+        fix = "Fix the ClickHouse settings (credentials, grants, database) and re-run"
+        if _code(error) in _NOT_THERE:
+            fix = (
+                "XeroML's tables are not in that database: on the embedded defaults run `xeroml demo` first "
+                "(it creates and seeds them), else check clickhouse.url and clickhouse.database"
+            )
         return ClickHouseError(
-            f"ClickHouse refused to read {what}: {cause}. Fix the ClickHouse settings "
-            "(credentials, grants, database) and re-run; nothing was published.",
+            f"ClickHouse refused to read {what}: {_IN_SCOPE.sub('', cause)}. {fix}; nothing was published.",
             permanent=True,
         )
     if rows is not None:
