@@ -143,9 +143,10 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
 
     monkeypatch.setattr(dagster.JobDefinition, "execute_in_process", execute_then_hold)
     monkeypatch.chdir(seeded)
-    monkeypatch.setattr(sys, "stdout", Watch())
+    watch = Watch()
+    monkeypatch.setattr(sys, "stdout", watch)
     config = parse_config((seeded / "xeroml.yaml").read_text(), "xeroml.yaml")
-    assert run_exports(config, None, date(2025, 1, 13), date(2025, 1, 14)) == 0
+    assert run_exports(config, None, date(2025, 1, 13), date(2025, 1, 14)) == 0, watch.getvalue()
     assert seen_before_return == [True], "no partition line before the export run returned"
 
 
