@@ -4,12 +4,12 @@ query can serve (the same mode, file format and columns)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 
+from xeroml_pipelines.credentials import from_env
 from xeroml_pipelines.destinations.base import Destination
 from xeroml_pipelines.errors import ConfigError, ExportError
 from xeroml_pipelines.export.fleet import Target
@@ -69,9 +69,7 @@ def _credentials(registry: Registry, registered: Registered, keyring: Keyring | 
     for name in SECRET_FIELDS[destination.provider]:
         variable = getattr(destination, f"{name}_env", None)
         if variable and name not in found:
-            if not os.environ.get(variable):
-                raise ConfigError(f"destination.{name}_env: the environment variable {variable} is unset or empty")
-            found[name] = os.environ[variable]
+            found[name] = from_env(variable, f"destination.{name}_env") or ""
     return found
 
 
