@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from xeroml_pipelines.clickhouse.resource import ClickHouseResource
+
 DAY = "2025-01-14"
 
 
@@ -117,7 +119,7 @@ def test_progress_lines_count_partitions_rows_and_bytes(seeded: Path) -> None:
 
 
 def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
-    seeded: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    ch: ClickHouseResource, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The run is held open after its work is done until the first partition's line has been
     printed: the line must come from the run's commits as they land, not from its result."""
@@ -125,6 +127,15 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
 
     from xeroml_pipelines.cli.export import run_exports
     from xeroml_pipelines.config.loading import parse_config
+    from xeroml_pipelines.demo.generate import DemoSpec, generate
+
+    # In this process, on the session's engine: chDB opens one engine path per process, so
+    # `seeded`'s own database (other tests reach it through subprocesses) cannot be opened here.
+    generate(ch, DemoSpec(start=date(2025, 1, 13), days=2, traces_per_day=40))
+    config_path = _config(tmp_path)
+    fields = yaml.safe_load(config_path.read_text())
+    fields["clickhouse"] = {"url": ch.url, "database": ch.database}
+    config_path.write_text(yaml.safe_dump(fields))
 
     printed = threading.Event()
     seen_before_return: list[bool] = []
@@ -142,10 +153,10 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
             return super().write(text)
 
     monkeypatch.setattr(dagster.JobDefinition, "execute_in_process", execute_then_hold)
-    monkeypatch.chdir(seeded)
+    monkeypatch.chdir(tmp_path)
     watch = Watch()
     monkeypatch.setattr(sys, "stdout", watch)
-    config = parse_config((seeded / "xeroml.yaml").read_text(), "xeroml.yaml")
+    config = parse_config(config_path.read_text(), "xeroml.yaml")
     assert run_exports(config, None, date(2025, 1, 13), date(2025, 1, 14)) == 0, watch.getvalue()
     assert seen_before_return == [True], "no partition line before the export run returned"
 
