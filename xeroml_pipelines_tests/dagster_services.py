@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,49 @@ def stop_group(proc: subprocess.Popen, grace: float = 20, signalled: bool = Fals
     if not _wait_group(proc.pid, grace):  # the leader is gone; children of its group may still be stopping
         _signal_group(proc.pid, signal.SIGKILL)
         _wait_group(proc.pid, 10)
+
+
+def graphql(port: int, query: str, **variables: Any) -> dict:
+    """One GraphQL request to the webserver on `port`, as the UI makes it; its data."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": query, "variables": variables}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        body = json.loads(response.read())
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {body['errors']}")
+    return body["data"]
+
+
+@contextlib.contextmanager
+def serving(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> Iterator[subprocess.Popen]:
+    """A command that serves the UI (`xeroml ui`, `dg dev`) in its own process group, its output
+    in `log`; stopped by PID, with everything it started, however the block ends."""
+    with log.open("w") as out:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        stop_group(proc, grace=30)
+    assert not group_alive(proc.pid), f"{argv[0]} left processes running"
+
+
+def served(proc: subprocess.Popen, port: int, log: Path, query: str, ready: Callable[[dict], bool], **variables: Any) -> dict:
+    """The data of `query` once `ready` holds for it, asked every second while the server starts;
+    an error with the server's log if it exits or three minutes pass first."""
+    timeout = 180
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            data = graphql(port, query, **variables)
+            if ready(data):
+                return data
+        except (OSError, RuntimeError, KeyError, TypeError, ValueError):
+            pass  # not listening yet, or the location still loading
+        time.sleep(1)
+    raise TimeoutError(f"no answer from port {port} in {timeout}s (exit code {proc.poll()}):\n{log.read_text()}")
 
 
 class DagsterServices:
@@ -144,16 +188,7 @@ class DagsterServices:
         )
 
     def graphql(self, query: str, **variables: Any) -> dict:
-        request = urllib.request.Request(
-            f"http://127.0.0.1:{self.port}/graphql",
-            data=json.dumps({"query": query, "variables": variables}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=60) as response:
-            body = json.loads(response.read())
-        if body.get("errors"):
-            raise RuntimeError(f"GraphQL errors: {body['errors']}")
-        return body["data"]
+        return graphql(self.port, query, **variables)
 
     def _wait_until_loaded(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

@@ -9,8 +9,6 @@ import json
 import os
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ import pytest
 from xeroml_pipelines.component import XeroML
 from xeroml_pipelines.config import ConfigError, default_config, parse_config
 from xeroml_pipelines.config.attributes import config_from_attributes
-from xeroml_pipelines_tests.dagster_services import group_alive, stop_group
+from xeroml_pipelines_tests.dagster_services import served, serving
 from xeroml_pipelines_tests.emulators import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -150,37 +148,14 @@ def test_dg_dev_serves_the_code_location_xeroml_ui_serves(tmp_path: Path) -> Non
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "XEROML_CONFIG"}
     env |= {"XEROML_HOME": str(tmp_path), "DAGSTER_HOME": str(tmp_path), "DG_TELEMETRY_DISABLED": "1"}
+    argv = [str(DG), "dev", "--host", "127.0.0.1", "--port", str(port)]
     log = tmp_path / "dg-dev.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(DG), "dev", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
-        served: set[str] = set()
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline and proc.poll() is None and not served:
-            try:
-                request = urllib.request.Request(
-                    f"http://127.0.0.1:{port}/graphql",
-                    data=json.dumps({"query": ASSETS}).encode(),
-                    headers={"Content-Type": "application/json"},
-                )
-                with urllib.request.urlopen(request, timeout=30) as response:
-                    data = json.loads(response.read())["data"]
-                served = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
-            except (OSError, KeyError, TypeError, ValueError):
-                time.sleep(1)
-        assert {key for key in served if not key.startswith("clickhouse/")} == expected, log.read_text()
+    with serving(argv, REPO, env, log) as proc:
+        data = served(proc, port, log, ASSETS, lambda d: bool(d["assetNodes"]))
+        served_keys = {"/".join(n["assetKey"]["path"]) for n in data["assetNodes"]}
+        assert {key for key in served_keys if not key.startswith("clickhouse/")} == expected
         # the location workspace.yaml names, which `xeroml ui` opens
         assert [e["name"] for e in data["workspaceOrError"]["locationEntries"]] == ["xeroml_pipelines"]
-    finally:
-        stop_group(proc, grace=30)
-    assert not group_alive(proc.pid)
 
 
 def test_the_scaffolded_example_exports_and_the_cli_reads_it(project: Path) -> None:

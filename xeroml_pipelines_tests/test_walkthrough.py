@@ -7,18 +7,16 @@ CLI loaded."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import yaml
 
-from xeroml_pipelines_tests.dagster_services import group_alive, stop_group
+from xeroml_pipelines_tests.dagster_services import graphql, served, serving
 from xeroml_pipelines_tests.emulators import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,16 +36,8 @@ query($key: AssetKeyInput!) {
 }"""
 
 
-def _graphql(port: int, query: str, **variables: object) -> dict:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": query, "variables": variables}).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(request, timeout=60) as response:
-        body = json.loads(response.read())
-    assert not body.get("errors"), body["errors"]
-    return body["data"]
+def _materialized(data: dict) -> bool:
+    return data["assetOrError"].get("assetMaterializations") is not None
 
 
 def _plain(done: subprocess.CompletedProcess, code: int, *expected: str) -> None:
@@ -101,34 +91,16 @@ def test_a_newcomers_session_from_cli_mistakes_to_the_ui(tmp_path: Path) -> None
 
     port = free_port()
     log = tmp_path / "ui.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [str(EXE), "ui", "--port", str(port)],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    try:
+    with serving([str(EXE), "ui", "--port", str(port)], tmp_path, env, log) as proc:
         deadline = time.monotonic() + 180
-        data = None
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                data = _graphql(port, QUERY, key={"path": ["local", "traces"]})
-                if data["assetOrError"].get("assetMaterializations") is not None:
-                    break
-            except (OSError, AssertionError, KeyError):
-                pass
-            time.sleep(1)
-        assert data is not None, log.read_text()
+        data = served(proc, port, log, QUERY, _materialized, key={"path": ["local", "traces"]})
         partitions = {m["partition"] for m in data["assetOrError"]["assetMaterializations"]}
         assert "2025-01-13" in partitions, data  # exported by the CLI, shown by the UI
         checks = data["assetNodeOrError"]["assetChecksOrError"]["checks"]
         status = {c["name"]: (c["executionForLatestMaterialization"] or {}).get("status") for c in checks}
         assert status == {"files_match_manifests": "SUCCEEDED", "recount_matches_manifest": "SUCCEEDED"}, status
         # the failed export is in the same instance's run history
-        failed_runs = _graphql(port, RUNS)["runsOrError"]["results"]
+        failed_runs = graphql(port, RUNS)["runsOrError"]["results"]
         assert any(t["key"] == "xeroml/process" for r in failed_runs for t in r["tags"]), failed_runs
         # the daemon's first tick of the load sensor: the CLI already loaded every partition
         while time.monotonic() < deadline and "local_warehouse_load skipped" not in log.read_text():
@@ -137,6 +109,3 @@ def test_a_newcomers_session_from_cli_mistakes_to_the_ui(tmp_path: Path) -> None
         assert "Sensor local_warehouse_load skipped: Sensor function returned an empty result" in text, text
         noise = [line for line in text.splitlines() if "warn" in line.lower() or "Traceback" in line]
         assert not noise, noise
-    finally:
-        stop_group(proc, grace=30)
-    assert not group_alive(proc.pid)
