@@ -36,12 +36,13 @@ def _plain(done: subprocess.CompletedProcess, code: int, max_lines: int = 2) -> 
     return done.stderr
 
 
-def _config(tmp_path: Path, **export: object) -> Path:
+def _config(tmp_path: Path, clickhouse: dict[str, str] | None = None, **export: object) -> Path:
     path = tmp_path / "xeroml.yaml"
     fields = {"name": "main", "project_id": "demo", "start_date": "2025-01-13", "retries": 0}
     fields["destination"] = {"provider": "local", "path": str(tmp_path / "out")}
     fields.update(export)
-    path.write_text(yaml.safe_dump({"clickhouse": {"url": f"chdb://{tmp_path / 'db'}"}, "exports": [fields]}))
+    clickhouse = clickhouse or {"url": f"chdb://{tmp_path / 'db'}"}
+    path.write_text(yaml.safe_dump({"clickhouse": clickhouse, "exports": [fields]}))
     return path
 
 
@@ -132,10 +133,7 @@ def test_a_partition_line_is_printed_when_it_commits_not_when_the_run_ends(
     # In this process, on the session's engine: chDB opens one engine path per process, so
     # `seeded`'s own database (other tests reach it through subprocesses) cannot be opened here.
     generate(ch, DemoSpec(start=date(2025, 1, 13), days=2, traces_per_day=40))
-    config_path = _config(tmp_path)
-    fields = yaml.safe_load(config_path.read_text())
-    fields["clickhouse"] = {"url": ch.url, "database": ch.database}
-    config_path.write_text(yaml.safe_dump(fields))
+    config_path = _config(tmp_path, clickhouse={"url": ch.url, "database": ch.database})
 
     printed = threading.Event()
     seen_before_return: list[bool] = []
