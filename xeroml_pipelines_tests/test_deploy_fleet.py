@@ -30,7 +30,7 @@ REFUSED = "p07"
 TABLES = ["traces", "observations"]
 RUNS = """
 query($filter: RunsFilter) {
-  runsOrError(filter: $filter) { ... on Runs { results { runId status startTime endTime tags { key value } } } }
+  runsOrError(filter: $filter) { ... on Runs { results { runId status tags { key value } } } }
 }"""
 
 
